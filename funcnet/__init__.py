@@ -1,0 +1,12 @@
+"""funcnet: PyTorch-familiar neural networks as pure JAX functions.
+
+Layers are immutable descriptions with pure ``init``/``apply``; parameters and state are
+plain nested dicts of ``jax.Array``; optimizers follow optax's protocol.
+"""
+
+from funcnet import errors, functional, nn
+from funcnet.errors import ShapeError
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["ShapeError", "__version__", "errors", "functional", "nn"]

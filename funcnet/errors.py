@@ -1,0 +1,106 @@
+"""funcnet's errors and the trace-time checks that raise them.
+
+Shapes and dtypes are static under ``jax.jit``, so layers check them while tracing and
+fail with a message that names the layer path, the layer type, what was expected and
+what arrived, e.g.::
+
+    funcnet.errors.ShapeError: model.fc1 (Linear): expected input with last dimension 784,
+    got shape (32, 100)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax.numpy as jnp
+
+__all__ = [
+    "CheckpointError",
+    "FuncnetError",
+    "ShapeError",
+    "StateDictError",
+    "check_dtype",
+    "check_last_dim",
+    "check_ndim",
+]
+
+
+class FuncnetError(Exception):
+    """Base class of funcnet's own errors."""
+
+
+class ShapeError(FuncnetError, ValueError):
+    """An array has the wrong shape or dtype for the layer or function it was given to."""
+
+
+class StateDictError(FuncnetError, KeyError):
+    """A flat state dict does not match the model it is loaded into."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(FuncnetError, OSError):
+    """A checkpoint is missing, truncated, corrupt, or does not match its target."""
+
+
+def _where(where: Any) -> str:
+    """``where`` is a context (has ``.path`` and ``.module``) or a plain label."""
+    path = getattr(where, "path", None)
+    if path is None:
+        return str(where)
+    return f"{path} ({type(where.module).__name__})"
+
+
+def check_last_dim(where: Any, x: Any, size: int, what: str = "input") -> None:
+    """Raise ShapeError unless ``x.shape[-1] == size``.
+
+    Args:
+        where: the layer's context (its path is named in the message) or a label.
+        x: the array (or a shape-carrying tracer).
+        size: the expected size of the last axis.
+        what: what the array is, for the message.
+    """
+    shape = jnp.shape(x)
+    if len(shape) == 0 or shape[-1] != size:
+        raise ShapeError(
+            f"{_where(where)}: expected {what} with last dimension {size}, got shape {tuple(shape)}"
+        )
+
+
+def check_ndim(
+    where: Any, x: Any, ndims: int | Sequence[int], what: str = "input", layout: str = ""
+) -> None:
+    """Raise ShapeError unless ``x.ndim`` is one of ``ndims``.
+
+    Args:
+        where: the layer's context or a label.
+        x: the array.
+        ndims: the accepted number(s) of dimensions.
+        what: what the array is, for the message.
+        layout: an optional layout hint such as ``"(N, H, W, C)"`` for the message.
+    """
+    allowed = (ndims,) if isinstance(ndims, int) else tuple(ndims)
+    shape = jnp.shape(x)
+    if len(shape) not in allowed:
+        dims = " or ".join(str(n) for n in allowed)
+        hint = f" {layout}" if layout else ""
+        raise ShapeError(
+            f"{_where(where)}: expected {dims}-D {what}{hint}, got shape {tuple(shape)}"
+        )
+
+
+def check_dtype(where: Any, x: Any, kind: str, what: str = "input") -> None:
+    """Raise ShapeError unless ``x``'s dtype is of ``kind`` ("floating" or "integer").
+
+    Args:
+        where: the layer's context or a label.
+        x: the array.
+        kind: ``"floating"`` or ``"integer"``.
+        what: what the array is, for the message.
+    """
+    dtype = jnp.result_type(x)
+    ok = jnp.issubdtype(dtype, jnp.floating if kind == "floating" else jnp.integer)
+    if not ok:
+        raise ShapeError(f"{_where(where)}: expected {kind} {what}, got dtype {dtype}")

@@ -1,0 +1,3 @@
+"""Placeholder: filled in by the _pooling work."""
+
+__all__: list[str] = []

@@ -1,0 +1,473 @@
+"""Module, the per-call Context, and apply: the layer system.
+
+A module is an immutable *description* of a computation (its hyper-parameters and its
+sub-modules). Parameters and state are not stored in it: ``init`` creates them as plain
+nested dicts and ``apply`` takes them as arguments::
+
+    params, state = model.init(jax.random.key(0))
+    y, state = model.apply(params, state, x, train=True, key=jax.random.key(1))
+
+Inside ``apply``, every module's ``forward(ctx, ...)`` receives a :class:`Context`: the
+module's own slice of ``params`` and ``state``, the train flag, a path for error messages
+(``"model.encoder.fc1"``) and PRNG keys on demand. A forward method calls a sub-module as
+``self.fc1(ctx, x)``; the sub-module's context is derived from ``ctx`` by the attribute
+name under which ``fc1`` was assigned, so parameter names follow attribute names and no
+key or state is threaded by hand. All of this is Python that runs while JAX traces; the
+compiled program contains only the arrays' maths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from funcnet.errors import ShapeError
+
+__all__ = ["Buffer", "Context", "Module", "Parameter"]
+
+Params = dict[str, Any]
+State = dict[str, Any]
+Initializer = Callable[..., jax.Array]
+
+
+def _name_hash(name: str) -> int:
+    """A stable 31-bit hash of a name, used to derive per-module keys."""
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    """Declares a trainable array owned directly by a custom module.
+
+    Assign it as an attribute in ``__init__``; ``init`` creates the array under the
+    attribute's name and ``forward`` reads it with ``ctx.param(name)``::
+
+        self.scale = nn.Parameter((features,), init=nn.init.ones)
+
+    Args:
+        shape: the array's shape.
+        init: an initialiser ``(key, shape, dtype) -> array`` (see ``funcnet.nn.init``).
+        dtype: the array's dtype.
+    """
+
+    shape: tuple[int, ...]
+    init: Initializer
+    dtype: Any = jnp.float32
+
+    def create(self, key: jax.Array) -> jax.Array:
+        return self.init(key, tuple(self.shape), self.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Buffer(Parameter):
+    """Declares a non-trainable array (PyTorch's ``register_buffer``); it lives in ``state``.
+
+    ``forward`` reads it with ``ctx.state[name]`` and replaces it with
+    ``ctx.set_state(name, value)``.
+    """
+
+
+class _ModuleMeta(type):
+    """Freezes every module once its constructor has returned."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        module = super().__call__(*args, **kwargs)
+        object.__setattr__(module, "_funcnet_frozen", True)
+        return module
+
+
+class Module(metaclass=_ModuleMeta):
+    """Base class of every layer and model.
+
+    Subclass it as in PyTorch: assign sub-modules (and :class:`Parameter` /
+    :class:`Buffer` declarations) as attributes in ``__init__`` and write
+    ``forward(self, ctx, *inputs)``. After ``__init__`` returns the module is immutable.
+    Built-in layers are frozen dataclasses that override :meth:`init` and :meth:`forward`.
+    """
+
+    #: Containers (ModuleList, ModuleDict) are transparent: their parent's forward may
+    #: call their elements directly.
+    _transparent: bool = False
+
+    def __init__(self) -> None:  # lets PyTorch users keep their super().__init__() call
+        pass
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if getattr(self, "_funcnet_frozen", False):
+            raise AttributeError(
+                f"{type(self).__name__} is immutable after construction: a funcnet module is a "
+                f"description; parameters and state live in the dicts returned by init (tried to "
+                f"set {name!r})"
+            )
+        object.__setattr__(self, name, value)
+
+    # ----------------------------------------------------------------- structure
+    def named_children(self) -> dict[str, Module]:
+        """Direct sub-modules by attribute name, in assignment order (each object once)."""
+        seen: set[int] = set()
+        out: dict[str, Module] = {}
+        for name, value in self._attributes().items():
+            if isinstance(value, Module) and id(value) not in seen:
+                seen.add(id(value))
+                out[name] = value
+        return out
+
+    def _attributes(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def _declarations(self) -> dict[str, Parameter]:
+        return {k: v for k, v in self._attributes().items() if isinstance(v, Parameter)}
+
+    def _routes(self) -> dict[int, tuple[str, ...]]:
+        """Maps id(sub-module) to the attribute path by which a forward reaches it."""
+        cached = self.__dict__.get("_funcnet_routes")
+        if cached is not None:
+            return cached
+        routes: dict[int, tuple[str, ...]] = {}
+        for name, child in self.named_children().items():
+            routes.setdefault(id(child), (name,))
+            if child._transparent:
+                for sub_id, sub_route in child._routes().items():
+                    routes.setdefault(sub_id, (name, *sub_route))
+        if getattr(self, "_funcnet_frozen", False):
+            object.__setattr__(self, "_funcnet_routes", routes)
+        return routes
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """Yields ``(dotted_name, module)`` for this module and every descendant."""
+        yield prefix, self
+        for name, child in self.named_children().items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    # ------------------------------------------------------------- init / apply
+    def init(self, key: jax.Array) -> tuple[Params, State]:
+        """Creates this module's parameters and state.
+
+        The default initialises every sub-module and declared :class:`Parameter` /
+        :class:`Buffer` with a key derived from ``key`` and the attribute name (so adding a
+        layer does not change the others' initial values). Modules with no parameters are
+        left out of the dicts.
+
+        Args:
+            key: a PRNG key.
+
+        Returns:
+            ``(params, state)``: nested dicts of arrays named after the attributes.
+        """
+        params: Params = {}
+        state: State = {}
+        for name, decl in self._declarations().items():
+            target = state if isinstance(decl, Buffer) else params
+            target[name] = decl.create(jax.random.fold_in(key, _name_hash(name)))
+        for name, child in self.named_children().items():
+            p, s = child.init(jax.random.fold_in(key, _name_hash(name)))
+            if p:
+                params[name] = p
+            if s:
+                state[name] = s
+        return params, state
+
+    def forward(self, ctx: Context, *args: Any, **kwargs: Any) -> Any:
+        """The computation. Override it; call sub-modules as ``self.child(ctx, x)``."""
+        raise NotImplementedError(f"{type(self).__name__} does not define forward(self, ctx, ...)")
+
+    def apply(
+        self,
+        params: Mapping[str, Any],
+        state: Mapping[str, Any],
+        *args: Any,
+        train: bool = False,
+        key: jax.Array | None = None,
+        **kwargs: Any,
+    ) -> tuple[Any, State]:
+        """Runs the module: a pure function of its arguments.
+
+        Args:
+            params: the parameter dict from :meth:`init` (possibly trained).
+            state: the state dict from :meth:`init` or a previous ``apply`` (``{}`` if none).
+            *args: the inputs of ``forward``.
+            train: training mode (dropout active, batch statistics used and updated). A
+                Python bool: under ``jax.jit`` close over it or mark it static.
+            key: a PRNG key, needed when a layer draws random numbers in this mode.
+            **kwargs: keyword inputs of ``forward``.
+
+        Returns:
+            ``(output, new_state)``; ``new_state`` has the structure of ``state``.
+        """
+        if not isinstance(params, Mapping) or not isinstance(state, Mapping):
+            bad, value = ("params", params) if not isinstance(params, Mapping) else ("state", state)
+            raise TypeError(
+                f"{type(self).__name__}.apply(params, state, *inputs): {bad} must be the dict "
+                f"returned by init (use {{}} when there is none), got {type(value).__name__}"
+            )
+        if not isinstance(train, bool):
+            raise TypeError(
+                f"{type(self).__name__}.apply: train must be a Python bool, got {type(train).__name__}"
+                " (under jax.jit, close over it or mark it static)"
+            )
+        return self._run(params, state, args, kwargs, train=train, key=key)
+
+    def _run(
+        self,
+        params: Mapping[str, Any],
+        state: Mapping[str, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        train: bool,
+        key: jax.Array | None,
+        recorder: list | None = None,
+    ) -> tuple[Any, State]:
+        root = _Root(train=train, key=key, state=state)
+        root.recorder = recorder
+        ctx = Context(self, "model", params, (), root)
+        if recorder is not None:
+            recorder.append(None)
+        out = self.forward(ctx, *args, **kwargs)
+        if recorder is not None:
+            recorder[0] = (ctx.path, self, out)
+        return out, root.state_out
+
+    def __call__(self, ctx: Context, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(ctx, Context):
+            raise TypeError(
+                f"{type(self).__name__} is called as self.layer(ctx, x) inside a forward method; "
+                f"at the top level use `y, state = model.apply(params, state, x)`"
+            )
+        child = ctx._enter(self)
+        recorder = child._root.recorder
+        if recorder is None:
+            return self.forward(child, *args, **kwargs)
+        slot = len(recorder)
+        recorder.append(None)  # keep rows in call (pre-)order
+        out = self.forward(child, *args, **kwargs)
+        recorder[slot] = (child.path, self, out)
+        return out
+
+    # ------------------------------------------------------------------- display
+    def extra_repr(self) -> str:
+        """The hyper-parameters shown by ``repr``; dataclass layers list their fields."""
+        if not dataclasses.is_dataclass(self):
+            return ""
+        parts = []
+        for f in dataclasses.fields(self):
+            if not f.repr or isinstance(getattr(self, f.name), Module):
+                continue
+            value = getattr(self, f.name)
+            has_default = f.default is not dataclasses.MISSING
+            if has_default and value == f.default:
+                continue
+            shown = getattr(value, "__name__", None) if callable(value) else None
+            parts.append(f"{f.name}={shown or repr(value)}")
+        return ", ".join(parts)
+
+    def __repr__(self) -> str:
+        children = self.named_children()
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not children:
+            return head + ")"
+        lines = [head]
+        for name, child in children.items():
+            body = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {body}")
+        return "\n".join(lines) + "\n)"
+
+    def summary(self, *inputs: Any, train: bool = False, depth: int | None = None) -> str:
+        """A table of the layer tree with output shapes and parameter counts.
+
+        Computed with ``jax.eval_shape``: no FLOPs are spent and no memory is allocated.
+
+        Args:
+            *inputs: example inputs: arrays, ``jax.ShapeDtypeStruct`` s, or shape tuples
+                (taken as float32).
+            train: the mode to trace in.
+            depth: show modules at most this deep (``None``: all).
+
+        Returns:
+            The table as a string (also convenient to ``print``).
+        """
+        from funcnet.nn._summary import summarize
+
+        return summarize(self, inputs, train=train, depth=depth)
+
+
+class _Root:
+    """What one ``apply`` call shares between all contexts: mode, key, new state."""
+
+    __slots__ = ("key", "recorder", "state_out", "train")
+
+    def __init__(self, train: bool, key: jax.Array | None, state: Mapping[str, Any]) -> None:
+        self.train = train
+        self.key = key
+        self.state_out = _copy_dicts(state)
+        self.recorder: list[tuple[str, Module, Any]] | None = None
+
+
+def _copy_dicts(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """Copies the nested dicts of a state tree (arrays are shared, not copied)."""
+    return {k: _copy_dicts(v) if isinstance(v, Mapping) else v for k, v in tree.items()}
+
+
+class Context:
+    """What a module's ``forward`` sees during one ``apply`` call.
+
+    Attributes:
+        module: the module being run.
+        path: its dotted path from the root, e.g. ``"model.encoder.fc1"`` (for messages).
+        params: its slice of the parameter dict (read-only by convention).
+        train: whether the call is in training mode.
+    """
+
+    __slots__ = (
+        "_calls",
+        "_key",
+        "_key_source",
+        "_rng_count",
+        "_root",
+        "_route",
+        "module",
+        "params",
+        "path",
+    )
+
+    def __init__(
+        self,
+        module: Module,
+        path: str,
+        params: Mapping[str, Any],
+        route: tuple[str, ...],
+        root: _Root,
+        key_source: tuple[Context, tuple[str, ...], int] | None = None,
+    ) -> None:
+        self.module = module
+        self.path = path
+        self.params = params
+        self._route = route
+        self._root = root
+        self._key_source = key_source
+        self._key: jax.Array | None = None
+        self._rng_count = 0
+        self._calls: dict[tuple[str, ...], int] = {}
+
+    @property
+    def train(self) -> bool:
+        return self._root.train
+
+    # ------------------------------------------------------------------ params
+    def param(self, name: str, dtype: Any = None) -> jax.Array:
+        """This module's parameter ``name``, cast to ``dtype`` when given and floating.
+
+        Layers read parameters through here (not ``ctx.params[...]``) so that a missing
+        parameter is reported with the layer's path, and so that casting for mixed
+        precision happens in one place.
+        """
+        try:
+            value = self.params[name]
+        except (KeyError, TypeError):
+            have = (
+                sorted(self.params)
+                if isinstance(self.params, Mapping)
+                else type(self.params).__name__
+            )
+            raise ShapeError(
+                f"{self.path} ({type(self.module).__name__}): no parameter {name!r} in params "
+                f"(found {have}); were these params made by this model's init?"
+            ) from None
+        if dtype is not None and jnp.issubdtype(value.dtype, jnp.floating) and value.dtype != dtype:
+            value = value.astype(dtype)
+        return value
+
+    # ------------------------------------------------------------------- state
+    @property
+    def state(self) -> Mapping[str, Any]:
+        """This module's current state (updates made earlier in this call included)."""
+        node: Any = self._root.state_out
+        for name in self._route:
+            node = node.get(name, {}) if isinstance(node, Mapping) else {}
+        return node
+
+    def set_state(self, name: str, value: jax.Array) -> None:
+        """Replaces state entry ``name``; its shape and dtype may not change.
+
+        The new value is returned by ``apply`` as part of the new state.
+        """
+        node: Any = self._root.state_out
+        for part in self._route:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if not isinstance(node, dict) or name not in node:
+            raise ShapeError(
+                f"{self.path} ({type(self.module).__name__}): no state entry {name!r}; pass the "
+                f"state returned by init to apply"
+            )
+        old = node[name]
+        if jnp.shape(old) != jnp.shape(value) or jnp.result_type(old) != jnp.result_type(value):
+            raise ShapeError(
+                f"{self.path} ({type(self.module).__name__}): state {name!r} would change from "
+                f"{jnp.shape(old)} {jnp.result_type(old)} to {jnp.shape(value)} {jnp.result_type(value)}"
+            )
+        node[name] = value
+
+    # -------------------------------------------------------------------- keys
+    @property
+    def has_key(self) -> bool:
+        """Whether ``apply`` was given a PRNG key."""
+        return self._root.key is not None
+
+    def next_key(self) -> jax.Array:
+        """A fresh PRNG key, distinct for every module, call and request.
+
+        Keys derive from ``apply``'s ``key``, the module's path and the call's position, so
+        the same key gives the same random numbers, and two dropout layers (or two calls
+        of one) never share a mask.
+
+        Raises:
+            ValueError: when ``apply`` was called without ``key``.
+        """
+        if self._root.key is None:
+            raise ValueError(
+                f"{self.path} ({type(self.module).__name__}) needs a PRNG key in this mode: "
+                f"pass key=... to apply (train={self.train})"
+            )
+        key = jax.random.fold_in(self._base_key(), self._rng_count)
+        self._rng_count += 1
+        return key
+
+    def _base_key(self) -> jax.Array:
+        if self._key is None:
+            if self._key_source is None:
+                self._key = self._root.key
+            else:
+                parent, route, index = self._key_source
+                key = parent._base_key()
+                for name in route:
+                    key = jax.random.fold_in(key, _name_hash(name))
+                self._key = jax.random.fold_in(key, index) if index else key
+        return self._key
+
+    # --------------------------------------------------------------- children
+    def _enter(self, module: Module) -> Context:
+        route = self.module._routes().get(id(module))
+        if route is None:
+            raise TypeError(
+                f"{self.path} ({type(self.module).__name__}): {type(module).__name__} is not a "
+                f"sub-module of {type(self.module).__name__}; assign it as an attribute in "
+                f"__init__ (inside a list use nn.ModuleList) before calling it in forward"
+            )
+        index = self._calls.get(route, 0)
+        self._calls[route] = index + 1
+        params: Any = self.params
+        for name in route:
+            params = params.get(name, {}) if isinstance(params, Mapping) else {}
+        return Context(
+            module,
+            f"{self.path}.{'.'.join(route)}",
+            params,
+            self._route + route,
+            self._root,
+            key_source=(self, route, index),
+        )
