@@ -9,7 +9,9 @@ import os
 import jax
 import pytest
 
-_CACHE = os.environ.get("FUNCNET_TEST_CACHE", os.path.join(os.path.dirname(__file__), "..", ".jax_cache"))
+_CACHE = os.environ.get(
+    "FUNCNET_TEST_CACHE", os.path.join(os.path.dirname(__file__), "..", ".jax_cache")
+)
 jax.config.update("jax_compilation_cache_dir", os.path.abspath(_CACHE))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -1,0 +1,96 @@
+"""Activations (functions and layers) against NumPy and PyTorch."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import funcnet.functional as F
+from funcnet import nn
+
+X = np.linspace(-30, 30, 61).astype(np.float32)
+
+
+def _np_softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+_erf = np.vectorize(math.erf)
+REFERENCES = {
+    "relu": (nn.ReLU(), lambda x: np.maximum(x, 0)),
+    "leaky_relu": (nn.LeakyReLU(0.2), lambda x: np.where(x >= 0, x, 0.2 * x)),
+    "elu": (nn.ELU(0.5), lambda x: np.where(x > 0, x, 0.5 * np.expm1(x))),
+    "gelu": (nn.GELU(), lambda x: 0.5 * x * (1 + _erf(x / np.sqrt(2)))),
+    "gelu_tanh": (
+        nn.GELU("tanh"),
+        lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))),
+    ),
+    "silu": (nn.SiLU(), lambda x: x / (1 + np.exp(-x))),
+    "tanh": (nn.Tanh(), np.tanh),
+    "sigmoid": (nn.Sigmoid(), lambda x: 1 / (1 + np.exp(-x))),
+    "softplus": (
+        nn.Softplus(beta=2.0, threshold=10.0),
+        lambda x: np.where(2 * x > 10, x, np.log1p(np.exp(2 * x)) / 2),
+    ),
+    "softmax": (nn.Softmax(), _np_softmax),
+    "log_softmax": (nn.LogSoftmax(), lambda x: np.log(_np_softmax(x))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_layer_matches_numpy(name):
+    layer, ref = REFERENCES[name]
+    x = X.reshape(1, -1) / (10 if "softmax" in name else 1)
+    y, _ = jax.jit(layer.apply)({}, {}, x)
+    expected = ref(x.astype(np.float64))
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6 if name != "log_softmax" else 1e-5)
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        F.relu,
+        F.leaky_relu,
+        F.elu,
+        F.gelu,
+        F.silu,
+        F.tanh,
+        F.sigmoid,
+        F.softplus,
+        F.softmax,
+        F.log_softmax,
+    ],
+)
+def test_gradients(fn):
+    x = jnp.array([[-1.5, -0.3, 0.4, 2.0]])
+    check_grads(fn, (x,), order=1, modes=("rev",), atol=1e-2, rtol=1e-2)
+
+
+def test_gelu_rejects_unknown_approximation():
+    with pytest.raises(ValueError, match="approximate"):
+        nn.GELU("fast")
+
+
+@pytest.mark.torch
+def test_matches_torch():
+    torch = pytest.importorskip("torch")
+    tf = torch.nn.functional
+    x = np.random.default_rng(0).normal(size=(3, 7)).astype(np.float32) * 4
+    t = torch.tensor(x)
+    pairs = [
+        (F.relu(x), tf.relu(t)),
+        (F.leaky_relu(x, 0.1), tf.leaky_relu(t, 0.1)),
+        (F.elu(x, 0.7), tf.elu(t, 0.7)),
+        (F.gelu(x), tf.gelu(t)),
+        (F.gelu(x, "tanh"), tf.gelu(t, approximate="tanh")),
+        (F.silu(x), tf.silu(t)),
+        (F.softplus(x, 1.5, 5.0), tf.softplus(t, 1.5, 5.0)),
+        (F.softmax(x), tf.softmax(t, -1)),
+        (F.log_softmax(x), tf.log_softmax(t, -1)),
+    ]
+    for ours, theirs in pairs:
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-5, atol=1e-6)

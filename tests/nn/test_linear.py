@@ -1,0 +1,84 @@
+"""Linear, Flatten, Unflatten, Identity against NumPy and PyTorch."""
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import funcnet.functional as F
+from funcnet import nn
+
+
+class TestLinear(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_matches_numpy(self):
+        layer = nn.Linear(5, 3)
+        params, state = layer.init(jax.random.key(0))
+        x = np.random.default_rng(0).normal(size=(2, 4, 5)).astype(np.float32)
+        y, _ = self.variant(layer.apply)(params, state, x)
+        w, b = np.asarray(params["weight"]), np.asarray(params["bias"])
+        np.testing.assert_allclose(y, x @ w + b, rtol=1e-5, atol=1e-6)
+        chex.assert_shape(y, (2, 4, 3))
+
+
+def test_default_init_is_pytorch_uniform(key):
+    params, _ = nn.Linear(400, 300).init(key)
+    bound = 1 / np.sqrt(400)
+    for leaf in (params["weight"], params["bias"]):
+        assert float(jnp.max(jnp.abs(leaf))) <= bound
+    assert float(jnp.max(jnp.abs(params["weight"]))) > 0.99 * bound
+    np.testing.assert_allclose(float(jnp.std(params["weight"])), bound / np.sqrt(3), rtol=0.02)
+
+
+def test_init_overrides_and_no_bias(key):
+    layer = nn.Linear(3, 2, bias=False, weight_init=functools.partial(nn.init.constant, value=0.5))
+    params, _ = layer.init(key)
+    assert list(params) == ["weight"]
+    np.testing.assert_array_equal(params["weight"], np.full((3, 2), 0.5))
+
+
+def test_bfloat16_input_computes_in_bfloat16(key):
+    layer = nn.Linear(4, 2)
+    params, state = layer.init(key)
+    y, _ = layer.apply(params, state, jnp.ones((1, 4), jnp.bfloat16))
+    assert y.dtype == jnp.bfloat16 and params["weight"].dtype == jnp.float32
+
+
+def test_gradients(key):
+    x = jax.random.normal(key, (3, 4))
+    w = jax.random.normal(jax.random.fold_in(key, 1), (4, 2))
+    b = jnp.ones(2)
+    check_grads(F.linear, (x, w, b), order=2, modes=("fwd", "rev"), atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.torch
+def test_matches_torch(key):
+    torch = pytest.importorskip("torch")
+    layer = nn.Linear(5, 3)
+    params, state = layer.init(key)
+    ref = torch.nn.Linear(5, 3)
+    with torch.no_grad():
+        ref.weight.copy_(torch.tensor(np.asarray(params["weight"]).T))  # PyTorch stores (out, in)
+        ref.bias.copy_(torch.tensor(np.asarray(params["bias"])))
+    x = np.random.default_rng(1).normal(size=(4, 5)).astype(np.float32)
+    np.testing.assert_allclose(
+        layer.apply(params, state, x)[0],
+        ref(torch.tensor(x)).detach().numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_flatten_unflatten_identity():
+    x = jnp.arange(2 * 3 * 4 * 5.0).reshape(2, 3, 4, 5)
+    y, _ = nn.Flatten().apply({}, {}, x)
+    np.testing.assert_array_equal(y, np.asarray(x).reshape(2, 60))
+    y, _ = nn.Flatten(1, 2).apply({}, {}, x)
+    assert y.shape == (2, 12, 5)
+    z, _ = nn.Unflatten(1, (3, 20)).apply({}, {}, nn.Flatten().apply({}, {}, x)[0])
+    np.testing.assert_array_equal(z, np.asarray(x).reshape(2, 3, 20))
+    assert nn.Identity().apply({}, {}, x)[0] is x
