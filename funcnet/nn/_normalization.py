@@ -1,3 +1,329 @@
-"""Placeholder: filled in by the _normalization work."""
+"""Normalisation layers: BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm, RMSNorm.
 
-__all__: list[str] = []
+Channels-last throughout. Statistics are computed in at least float32 and the output
+has the input's dtype (see ``funcnet.functional.batch_norm``). Names of parameters and
+state follow PyTorch (``weight``, ``bias``, ``running_mean``, ``running_var``,
+``num_batches_tracked``), so flat state-dict keys match ``torch.nn``'s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+
+from funcnet import functional as F
+from funcnet.errors import ShapeError, check_dtype, check_last_dim, check_ndim
+from funcnet.functional._normalization import _batch_count, _normalized_axes
+from funcnet.nn._module import Context, Module
+
+__all__ = ["BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm", "RMSNorm"]
+
+_BN_STATE = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _label(ctx: Context) -> str:
+    return f"{ctx.path} ({type(ctx.module).__name__})"
+
+
+def _as_shape(owner: str, value: int | Sequence[int]) -> tuple[int, ...]:
+    shape = (value,) if isinstance(value, int) else tuple(value)
+    if not shape or not all(isinstance(s, int) and s > 0 for s in shape):
+        raise ValueError(
+            f"{owner}: normalized_shape must be a positive int or a non-empty sequence of "
+            f"them, got {value!r}"
+        )
+    return shape
+
+
+def _affine_params(shape: tuple[int, ...], weight: bool, bias: bool, dtype: Any) -> dict:
+    params = {"weight": jnp.ones(shape, dtype)} if weight else {}
+    if bias:
+        params["bias"] = jnp.zeros(shape, dtype)
+    return params
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class _BatchNorm(Module):
+    """Shared implementation; the subclasses fix the accepted input ranks."""
+
+    num_features: int
+    eps: float = 1e-5
+    momentum: float | None = 0.1
+    affine: bool = True
+    track_running_stats: bool = True
+    axis_name: str | None = None
+    dtype: Any = jnp.float32
+
+    _ndims: ClassVar[tuple[int, ...]] = ()
+    _layout: ClassVar[str] = ""
+
+    def init(self, key: jax.Array) -> tuple[dict, dict]:
+        del key  # PyTorch's deterministic init: weight 1, bias 0, running stats (0, 1)
+        c = (self.num_features,)
+        params = _affine_params(c, self.affine, self.affine, self.dtype)
+        state = {}
+        if self.track_running_stats:
+            state = {
+                "running_mean": jnp.zeros(c, self.dtype),
+                "running_var": jnp.ones(c, self.dtype),
+                "num_batches_tracked": jnp.zeros((), jnp.int32),
+            }
+        return params, state
+
+    def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        check_ndim(ctx, x, self._ndims, layout=self._layout)
+        check_last_dim(ctx, x, self.num_features)
+        check_dtype(ctx, x, "floating")
+        batch_stats = ctx.train or not self.track_running_stats
+        if batch_stats and _batch_count(x, self.axis_name) <= 1:
+            raise ShapeError(
+                f"{_label(ctx)}: expected more than 1 value per channel when training, got "
+                f"input shape {jnp.shape(x)}"
+            )
+        weight = ctx.param("weight") if self.affine else None
+        bias = ctx.param("bias") if self.affine else None
+        if not self.track_running_stats:
+            y, _, _ = F.batch_norm(
+                x, None, None, weight, bias, eps=self.eps, axis_name=self.axis_name
+            )
+            return y
+        state = _require_state(ctx, _BN_STATE)
+        if not ctx.train:
+            y, _, _ = F.batch_norm(
+                x, state["running_mean"], state["running_var"], weight, bias, eps=self.eps
+            )
+            return y
+        count = state["num_batches_tracked"] + 1
+        momentum = 1.0 / count.astype(jnp.float32) if self.momentum is None else self.momentum
+        y, mean, var = F.batch_norm(
+            x,
+            state["running_mean"],
+            state["running_var"],
+            weight,
+            bias,
+            training=True,
+            momentum=momentum,
+            eps=self.eps,
+            axis_name=self.axis_name,
+        )
+        ctx.set_state("running_mean", mean)
+        ctx.set_state("running_var", var)
+        ctx.set_state("num_batches_tracked", count)
+        return y
+
+
+def _require_state(ctx: Context, names: tuple[str, ...]) -> Mapping[str, Any]:
+    state = ctx.state
+    missing = [n for n in names if n not in state]
+    if missing:
+        raise ShapeError(
+            f"{_label(ctx)}: no state entry {missing[0]!r} (found {sorted(state)}); pass the "
+            f"state returned by init to apply"
+        )
+    return state
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, C) or (N, L, C) input (``torch.nn.BatchNorm1d``).
+
+    Channels last: PyTorch's (N, C, L) is (N, L, C) here. In training mode each channel is
+    normalised with the batch's mean and biased variance, and the running statistics move
+    towards the batch's mean and *unbiased* variance:
+    ``running = (1 − momentum)·running + momentum·batch``. In eval mode the running
+    statistics normalise. ``y = (x − mean) / sqrt(var + eps) · weight + bias``.
+
+    Parameters ``weight`` (ones) and ``bias`` (zeros), shape (C,); state
+    ``running_mean`` (zeros), ``running_var`` (ones), both (C,), and
+    ``num_batches_tracked``, an int32 scalar (int64 in PyTorch).
+
+    Args:
+        num_features: C, the size of the input's last axis.
+        eps: added to the variance before the square root.
+        momentum: the running-average factor; None for a cumulative moving average
+            (factor ``1 / num_batches_tracked``).
+        affine: whether to learn ``weight`` and ``bias``.
+        track_running_stats: whether to keep running statistics; if False there is no
+            state and batch statistics are used in eval mode too.
+        axis_name: optional named axis (``pmap``/``shard_map``/``vmap``) over which batch
+            statistics are averaged, making this a synchronised batch norm.
+        dtype: dtype of the parameters and running statistics.
+
+    Input (N, C) or (N, L, C), floating; output of the same shape and dtype.
+    """
+
+    _ndims: ClassVar[tuple[int, ...]] = (2, 3)
+    _layout: ClassVar[str] = "(N, C) or (N, L, C)"
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of (N, H, W, C) images (``torch.nn.BatchNorm2d``).
+
+    Channels last: PyTorch's (N, C, H, W) is (N, H, W, C) here. Statistics per channel over
+    N, H and W; otherwise exactly as :class:`BatchNorm1d` (training normalises with the
+    biased batch variance and updates the running variance with the unbiased one;
+    ``momentum=None`` gives a cumulative average; ``num_batches_tracked`` is int32).
+
+    Args:
+        num_features: C, the size of the input's last axis.
+        eps: added to the variance before the square root.
+        momentum: the running-average factor; None for a cumulative moving average.
+        affine: whether to learn ``weight`` and ``bias`` (C,).
+        track_running_stats: whether to keep running statistics (state); if False,
+            batch statistics are used in both modes.
+        axis_name: optional named axis over which batch statistics are averaged.
+        dtype: dtype of the parameters and running statistics.
+
+    Input (N, H, W, C), floating; output of the same shape and dtype.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnet import nn
+        >>> bn = nn.BatchNorm2d(3)
+        >>> params, state = bn.init(jax.random.key(0))
+        >>> sorted(state)
+        ['num_batches_tracked', 'running_mean', 'running_var']
+        >>> x = jax.random.normal(jax.random.key(1), (8, 4, 4, 3))
+        >>> y, state = bn.apply(params, state, x, train=True)  # batch stats; state updated
+        >>> y.shape, int(state["num_batches_tracked"])
+        ((8, 4, 4, 3), 1)
+        >>> y, _ = bn.apply(params, state, x)  # eval: running statistics, state unchanged
+    """
+
+    _ndims: ClassVar[tuple[int, ...]] = (4,)
+    _layout: ClassVar[str] = "(N, H, W, C)"
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class LayerNorm(Module):
+    """Normalises over the trailing ``normalized_shape`` axes (``torch.nn.LayerNorm``).
+
+    ``y = (x − mean) / sqrt(var + eps) · weight + bias`` with the biased variance, computed
+    in at least float32.
+
+    Args:
+        normalized_shape: the trailing shape (an int for the last axis only).
+        eps: added to the variance.
+        elementwise_affine: whether to learn ``weight`` (ones) of ``normalized_shape``.
+        bias: whether to learn ``bias`` (zeros) too (needs ``elementwise_affine``).
+        dtype: dtype of the parameters.
+
+    Input (*, *normalized_shape), floating; output of the same shape and dtype.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnet import nn
+        >>> ln = nn.LayerNorm(8)
+        >>> params, _ = ln.init(jax.random.key(0))
+        >>> y, _ = ln.apply(params, {}, jnp.ones((2, 5, 8), jnp.bfloat16))
+        >>> y.shape, y.dtype
+        ((2, 5, 8), dtype(bfloat16))
+    """
+
+    normalized_shape: int | tuple[int, ...]
+    eps: float = 1e-5
+    elementwise_affine: bool = True
+    bias: bool = True
+    dtype: Any = jnp.float32
+
+    def __post_init__(self) -> None:
+        shape = _as_shape("LayerNorm", self.normalized_shape)
+        object.__setattr__(self, "normalized_shape", shape)
+
+    def init(self, key: jax.Array) -> tuple[dict, dict]:
+        affine = self.elementwise_affine
+        return _affine_params(self.normalized_shape, affine, affine and self.bias, self.dtype), {}
+
+    def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        _normalized_axes(jnp.shape(x), self.normalized_shape, _label(ctx))
+        check_dtype(ctx, x, "floating")
+        weight = ctx.param("weight") if self.elementwise_affine else None
+        bias = ctx.param("bias") if self.elementwise_affine and self.bias else None
+        return F.layer_norm(x, self.normalized_shape, weight, bias, self.eps)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class GroupNorm(Module):
+    """Group normalisation of channels-last input (``torch.nn.GroupNorm``).
+
+    The channels are split into ``num_groups`` groups of consecutive channels; each
+    sample's group is normalised over its channels and all positions, then ``weight`` and
+    ``bias`` apply per channel. Group membership is PyTorch's, so weights import unchanged.
+
+    Args:
+        num_groups: the number of groups; must divide ``num_channels``.
+        num_channels: C, the size of the input's last axis.
+        eps: added to the variance.
+        affine: whether to learn per-channel ``weight`` (ones) and ``bias`` (zeros), (C,).
+        dtype: dtype of the parameters.
+
+    Input (N, *, C) (PyTorch's (N, C, *)), floating; output of the same shape and dtype.
+    """
+
+    num_groups: int
+    num_channels: int
+    eps: float = 1e-5
+    affine: bool = True
+    dtype: Any = jnp.float32
+
+    def __post_init__(self) -> None:
+        if self.num_groups <= 0 or self.num_channels % self.num_groups:
+            raise ValueError(
+                f"GroupNorm: num_channels ({self.num_channels}) must be divisible by "
+                f"num_groups ({self.num_groups})"
+            )
+
+    def init(self, key: jax.Array) -> tuple[dict, dict]:
+        return _affine_params((self.num_channels,), self.affine, self.affine, self.dtype), {}
+
+    def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        if jnp.ndim(x) < 2:
+            raise ShapeError(
+                f"{_label(ctx)}: expected input (N, *, C) with at least 2 dimensions, got "
+                f"shape {jnp.shape(x)}"
+            )
+        check_last_dim(ctx, x, self.num_channels)
+        check_dtype(ctx, x, "floating")
+        weight = ctx.param("weight") if self.affine else None
+        bias = ctx.param("bias") if self.affine else None
+        return F.group_norm(x, self.num_groups, weight, bias, self.eps)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class RMSNorm(Module):
+    """Root-mean-square normalisation over the trailing axes (``torch.nn.RMSNorm``).
+
+    ``y = x / sqrt(mean(x²) + eps) · weight``, computed in at least float32.
+
+    Args:
+        normalized_shape: the trailing shape (an int for the last axis only).
+        eps: added to the mean square; None (default) gives ``finfo(dtype).eps`` of the
+            computation dtype (float32's for bfloat16 input), as PyTorch.
+        elementwise_affine: whether to learn ``weight`` (ones) of ``normalized_shape``.
+        dtype: dtype of the parameters.
+
+    Input (*, *normalized_shape), floating; output of the same shape and dtype.
+    """
+
+    normalized_shape: int | tuple[int, ...]
+    eps: float | None = None
+    elementwise_affine: bool = True
+    dtype: Any = jnp.float32
+
+    def __post_init__(self) -> None:
+        shape = _as_shape("RMSNorm", self.normalized_shape)
+        object.__setattr__(self, "normalized_shape", shape)
+
+    def init(self, key: jax.Array) -> tuple[dict, dict]:
+        return _affine_params(self.normalized_shape, self.elementwise_affine, False, self.dtype), {}
+
+    def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        _normalized_axes(jnp.shape(x), self.normalized_shape, _label(ctx))
+        check_dtype(ctx, x, "floating")
+        weight = ctx.param("weight") if self.elementwise_affine else None
+        return F.rms_norm(x, self.normalized_shape, weight, self.eps)

@@ -1,0 +1,455 @@
+"""BatchNorm1d/2d, LayerNorm, GroupNorm, RMSNorm and their functional forms.
+
+References: NumPy (float64) written here, and PyTorch where installed. Jitted functions
+are built once per configuration (``functools.cache``) because compilation, not running,
+is what costs time in these small tests.
+"""
+
+import doctest
+import functools
+import re
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from funcnet import ShapeError, nn
+from funcnet import functional as F
+
+C = 3
+
+
+# ----------------------------------------------------------------- NumPy references
+def np_normalize(x, axes, eps):
+    mean = x.mean(axis=axes, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps)
+
+
+def np_reference(module, params, x):
+    """The layer's output computed in float64 NumPy from its definition."""
+    x = np.asarray(x, np.float64)
+    p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    if isinstance(module, nn.LayerNorm):
+        axes = tuple(range(x.ndim - len(module.normalized_shape), x.ndim))
+        y = np_normalize(x, axes, module.eps)
+    elif isinstance(module, nn.GroupNorm):
+        g = module.num_groups
+        grouped = x.reshape(x.shape[0], -1, g, x.shape[-1] // g)
+        y = np_normalize(grouped, (1, 3), module.eps).reshape(x.shape)
+    elif isinstance(module, nn.RMSNorm):
+        axes = tuple(range(x.ndim - len(module.normalized_shape), x.ndim))
+        eps = np.finfo(np.float32).eps if module.eps is None else module.eps
+        y = x / np.sqrt((x**2).mean(axis=axes, keepdims=True) + eps)
+    else:
+        raise TypeError(module)
+    return y * p.get("weight", 1.0) + p.get("bias", 0.0)
+
+
+def perturbed(params, key):
+    """Parameters moved away from their (1, 0) init so the affine part is exercised."""
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(key, max(len(leaves), 1))
+    moved = [v + 0.5 * jax.random.normal(k, v.shape) for v, k in zip(leaves, keys)]
+    return jax.tree.unflatten(tree, moved)
+
+
+def normal(seed, shape, dtype=jnp.float32):
+    return jax.random.normal(jax.random.key(seed), shape, dtype)
+
+
+# ------------------------------------------------------------ LayerNorm, GroupNorm, RMSNorm
+CASES = {
+    "LayerNorm": (lambda: nn.LayerNorm(6), (4, 6)),
+    "LayerNorm-2d": (lambda: nn.LayerNorm((3, 4), eps=1e-3), (2, 3, 4)),
+    "LayerNorm-nobias": (lambda: nn.LayerNorm(6, bias=False), (4, 6)),
+    "LayerNorm-noaffine": (lambda: nn.LayerNorm(6, elementwise_affine=False), (4, 6)),
+    "GroupNorm": (lambda: nn.GroupNorm(2, 4), (2, 3, 3, 4)),
+    "GroupNorm-1d-noaffine": (lambda: nn.GroupNorm(3, 6, affine=False), (2, 5, 6)),
+    "RMSNorm": (lambda: nn.RMSNorm(6), (4, 6)),
+    "RMSNorm-2d-eps": (lambda: nn.RMSNorm((3, 4), eps=1e-3, elementwise_affine=False), (2, 3, 4)),
+}
+
+
+@functools.cache
+def norm_case(name):
+    """(module, params, x, r, jitted value_and_grad of sum(y·r) w.r.t. (params, x))."""
+    make, shape = CASES[name]
+    module = make()
+    params, state = module.init(jax.random.key(0))
+    params = perturbed(params, jax.random.key(1))
+    x = 2.0 + 3.0 * normal(2, shape)  # offset and scale: catches a missing centring
+    r = normal(3, shape)
+
+    def loss(params, x):
+        y, _ = module.apply(params, state, x)
+        return jnp.sum(y * r), y
+
+    return module, params, x, r, jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_norm_matches_numpy(name):
+    module, params, x, _, fn = norm_case(name)
+    (_, y), _ = fn(params, x)
+    assert y.shape == x.shape and y.dtype == jnp.float32
+    np.testing.assert_allclose(y, np_reference(module, params, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_norm_gradients(name):
+    module, params, x, _, _ = norm_case(name)
+    state = module.init(jax.random.key(0))[1]
+    f = jax.jit(lambda x, params: module.apply(params, state, x)[0])
+    check_grads(f, (x, params), order=1, modes=["rev"])
+
+
+def to_torch(torch, module, params):
+    """The equivalent torch module with our parameters, and our→torch layout functions."""
+    if isinstance(module, nn.LayerNorm):
+        t = torch.nn.LayerNorm(
+            module.normalized_shape, module.eps, module.elementwise_affine, module.bias
+        )
+        to, back = (lambda a: a), (lambda a: a)
+    elif isinstance(module, nn.RMSNorm):
+        t = torch.nn.RMSNorm(module.normalized_shape, module.eps, module.elementwise_affine)
+        to, back = (lambda a: a), (lambda a: a)
+    elif isinstance(module, nn.GroupNorm):
+        t = torch.nn.GroupNorm(module.num_groups, module.num_channels, module.eps, module.affine)
+        to, back = (lambda a: np.moveaxis(a, -1, 1)), (lambda a: np.moveaxis(a, 1, -1))
+    else:  # BatchNorm1d / BatchNorm2d
+        cls = torch.nn.BatchNorm1d if isinstance(module, nn.BatchNorm1d) else torch.nn.BatchNorm2d
+        t = cls(module.num_features, module.eps, module.momentum, module.affine)
+        to, back = (lambda a: np.moveaxis(a, -1, 1)), (lambda a: np.moveaxis(a, 1, -1))
+    with torch.no_grad():
+        for pname, value in params.items():
+            getattr(t, pname).copy_(torch.tensor(np.asarray(value)))
+    return t, to, back
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", CASES)
+def test_norm_matches_torch(name):
+    torch = pytest.importorskip("torch")
+    module, params, x, r, fn = norm_case(name)
+    (_, y), (gparams, gx) = fn(params, x)
+    t, to, back = to_torch(torch, module, params)
+    tx = torch.tensor(to(np.asarray(x)), requires_grad=True)
+    ty = t(tx)
+    (ty * torch.tensor(to(np.asarray(r)))).sum().backward()
+    np.testing.assert_allclose(y, back(ty.detach().numpy()), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gx, back(tx.grad.numpy()), rtol=1e-4, atol=1e-5)
+    assert set(gparams) == {n for n, _ in t.named_parameters()}
+    for pname, g in gparams.items():
+        np.testing.assert_allclose(g, getattr(t, pname).grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["LayerNorm", "GroupNorm", "RMSNorm"])
+def test_norm_bfloat16_in_bfloat16_out(name):
+    module, params, x, _, _ = norm_case(name)
+    y = jax.jit(lambda x: module.apply(params, {}, x)[0])(x.astype(jnp.bfloat16))
+    assert y.dtype == jnp.bfloat16
+    want = np_reference(module, params, np.asarray(x.astype(jnp.bfloat16), np.float32))
+    np.testing.assert_allclose(np.asarray(y, np.float32), want, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.torch
+def test_rmsnorm_default_eps_is_float32s_for_bfloat16_as_torch():
+    torch = pytest.importorskip("torch")
+    x = 1e-4 * normal(4, (2, 6))  # small enough that eps matters
+    y, _ = nn.RMSNorm(6, elementwise_affine=False).apply({}, {}, x.astype(jnp.bfloat16))
+    want = torch.nn.functional.rms_norm(
+        torch.tensor(np.asarray(x)).to(torch.bfloat16), (6,)
+    ).float()
+    np.testing.assert_allclose(np.asarray(y, np.float32), want.numpy(), rtol=1e-2)
+
+
+def test_functional_norms_equal_layers():
+    x = normal(5, (2, 3, 4))
+    w, b = normal(6, (4,)), normal(7, (4,))
+    np.testing.assert_allclose(
+        F.layer_norm(x, 4, w, b), nn.LayerNorm(4).apply({"weight": w, "bias": b}, {}, x)[0]
+    )
+    np.testing.assert_allclose(
+        F.group_norm(x, 2, w, b), nn.GroupNorm(2, 4).apply({"weight": w, "bias": b}, {}, x)[0]
+    )
+    rms = nn.RMSNorm((3, 4), elementwise_affine=False)
+    np.testing.assert_allclose(F.rms_norm(x, (3, 4)), rms.apply({}, {}, x)[0])
+
+
+# ---------------------------------------------------------------------------- BatchNorm
+BN_CASES = {
+    "BatchNorm1d": (nn.BatchNorm1d, (8, C)),
+    "BatchNorm1d-NLC": (nn.BatchNorm1d, (4, 5, C)),
+    "BatchNorm2d": (nn.BatchNorm2d, (2, 3, 3, C)),
+}
+
+
+@functools.cache
+def bn_case(name, momentum):
+    """(module, params, init state, jitted train step, jitted eval)."""
+    cls, _ = BN_CASES[name]
+    module = cls(C, momentum=momentum)
+    params, state = module.init(jax.random.key(0))
+
+    def loss(params, state, x, r):
+        y, state = module.apply(params, state, x, train=True)
+        return jnp.sum(y * r), (y, state)
+
+    train = jax.jit(jax.value_and_grad(loss, argnums=(0, 2), has_aux=True))
+    evaluate = jax.jit(lambda params, state, x: module.apply(params, state, x)[0])
+    return module, perturbed(params, jax.random.key(1)), state, train, evaluate
+
+
+def bn_inputs(name, steps=3):
+    shape = BN_CASES[name][1]
+    return [1.0 + 2.0 * normal(10 + i, shape) for i in range(steps + 1)]
+
+
+def np_batch_norm_trajectory(xs, params, momentum, eps=1e-5):
+    """Outputs of the train steps, the running stats after them, and the eval output."""
+    w, b = (np.asarray(params[k], np.float64) for k in ("weight", "bias"))
+    mean, var, outs = np.zeros(C), np.ones(C), []
+    for step, x in enumerate(xs[:-1], start=1):
+        x = np.asarray(x, np.float64).reshape(-1, C)
+        outs.append((x - x.mean(0)) / np.sqrt(x.var(0) + eps) * w + b)
+        m = 1.0 / step if momentum is None else momentum
+        mean = (1 - m) * mean + m * x.mean(0)
+        var = (1 - m) * var + m * x.var(0, ddof=1)  # unbiased for the running estimate
+    last = np.asarray(xs[-1], np.float64).reshape(-1, C)
+    return outs, mean, var, (last - mean) / np.sqrt(var + eps) * w + b
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize("name", BN_CASES)
+def test_batchnorm_matches_numpy_over_steps(name, momentum):
+    _, params, state, train, evaluate = bn_case(name, momentum)
+    xs = bn_inputs(name)
+    outs, mean, var, y_eval = np_batch_norm_trajectory(xs, params, momentum)
+    for x, want in zip(xs[:-1], outs):
+        r = jnp.ones_like(x)
+        (_, (y, state)), _ = train(params, state, x, r)
+        np.testing.assert_allclose(np.asarray(y).reshape(-1, C), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(state["running_mean"], mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(state["running_var"], var, rtol=1e-5, atol=1e-6)
+    assert int(state["num_batches_tracked"]) == len(xs) - 1
+    y = evaluate(params, state, xs[-1])
+    np.testing.assert_allclose(np.asarray(y).reshape(-1, C), y_eval, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize("name", BN_CASES)
+def test_batchnorm_matches_torch_over_steps(name, momentum):
+    torch = pytest.importorskip("torch")
+    module, params, state, train, evaluate = bn_case(name, momentum)
+    t, to, back = to_torch(torch, module, params)
+    t.train()
+    for i, x in enumerate(bn_inputs(name)[:-1]):
+        r = normal(20 + i, x.shape)
+        (_, (y, state)), (gparams, gx) = train(params, state, x, r)
+        tx = torch.tensor(to(np.asarray(x)), requires_grad=True)
+        t.zero_grad()
+        ty = t(tx)
+        (ty * torch.tensor(to(np.asarray(r)))).sum().backward()
+        np.testing.assert_allclose(y, back(ty.detach().numpy()), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(gx, back(tx.grad.numpy()), rtol=1e-4, atol=1e-5)
+        for pname in ("weight", "bias"):
+            want = getattr(t, pname).grad.numpy()
+            np.testing.assert_allclose(gparams[pname], want, rtol=1e-4, atol=1e-5)
+        for sname in ("running_mean", "running_var"):
+            want = getattr(t, sname).numpy()
+            np.testing.assert_allclose(state[sname], want, rtol=1e-5, atol=1e-6)
+        assert int(state["num_batches_tracked"]) == int(t.num_batches_tracked)
+    x = bn_inputs(name)[-1]
+    t.eval()
+    want = back(t(torch.tensor(to(np.asarray(x)))).detach().numpy())
+    np.testing.assert_allclose(evaluate(params, state, x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_batchnorm_train_and_eval_modes_and_state_structure():
+    module, params, state, train, evaluate = bn_case("BatchNorm2d", 0.1)
+    x = bn_inputs("BatchNorm2d")[0]
+    (_, (y_train, new_state)), _ = train(params, state, x, jnp.ones_like(x))
+    assert jax.tree.structure(new_state) == jax.tree.structure(state)
+    assert jax.tree.map(lambda a: (a.shape, a.dtype), new_state) == jax.tree.map(
+        lambda a: (a.shape, a.dtype), state
+    )
+    assert state["num_batches_tracked"].dtype == jnp.int32  # PyTorch: int64
+    assert not np.allclose(new_state["running_mean"], state["running_mean"])
+    y_eval = evaluate(params, state, x)
+    assert not np.allclose(y_train, y_eval)
+    # Eval leaves the state alone.
+    _, eval_state = module.apply(params, new_state, x)
+    chex.assert_trees_all_equal(eval_state, new_state)
+
+
+def test_batchnorm_train_step_under_jit_and_grad_does_not_retrace():
+    module = nn.BatchNorm1d(C, momentum=None)
+    params, state = module.init(jax.random.key(0))
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def step(params, state, x):
+        def loss(params):
+            y, new_state = module.apply(params, state, x, train=True)
+            return jnp.mean(y**2 * jnp.arange(C)), new_state
+
+        grads, new_state = jax.grad(loss, has_aux=True)(params)
+        return jax.tree.map(lambda p, g: p - 0.1 * g, params, grads), new_state
+
+    for x in bn_inputs("BatchNorm1d"):
+        params, state = step(params, state, x)
+    assert int(state["num_batches_tracked"]) == 4
+    assert all(np.isfinite(v).all() for v in jax.tree.leaves(params))
+    assert not np.allclose(params["weight"], 1.0)
+
+
+def test_batchnorm_without_running_stats_uses_batch_stats_in_eval():
+    module = nn.BatchNorm2d(C, affine=False, track_running_stats=False)
+    params, state = module.init(jax.random.key(0))
+    assert params == {} and state == {}
+    x = bn_inputs("BatchNorm2d")[0]
+    fn = jax.jit(lambda x: module.apply({}, {}, x)[0])
+    want = np_normalize(np.asarray(x, np.float64), (0, 1, 2), 1e-5)
+    np.testing.assert_allclose(fn(x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_batchnorm_axis_name_averages_statistics_like_one_big_batch():
+    module = nn.BatchNorm1d(C, axis_name="batch")
+    params, state = module.init(jax.random.key(0))
+    x = bn_inputs("BatchNorm1d")[0]  # (8, C): two shards of 4
+    full, full_state = nn.BatchNorm1d(C).apply(params, state, x, train=True)
+
+    def shard(xs):
+        return module.apply(params, state, xs, train=True)
+
+    y, sharded_state = jax.vmap(shard, axis_name="batch")(x.reshape(2, 4, C))
+    np.testing.assert_allclose(y.reshape(8, C), full, rtol=1e-5, atol=1e-6)
+    for name in ("running_mean", "running_var"):  # identical on every member of the axis
+        np.testing.assert_allclose(sharded_state[name][0], full_state[name], rtol=1e-5)
+        np.testing.assert_allclose(sharded_state[name][1], full_state[name], rtol=1e-5)
+
+
+def test_batchnorm_bfloat16_stats_in_float32():
+    module, params, state, _, _ = bn_case("BatchNorm1d", 0.1)
+    x = (100.0 + normal(30, (8, C))).astype(jnp.bfloat16)  # bf16 sums of these lose digits
+    y, new_state = jax.jit(lambda x: module.apply(params, state, x, train=True))(x)
+    assert y.dtype == jnp.bfloat16 and new_state["running_mean"].dtype == jnp.float32
+    x64 = np.asarray(x, np.float64)
+    np.testing.assert_allclose(new_state["running_mean"], 0.1 * x64.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(new_state["running_var"], 0.9 + 0.1 * x64.var(0, ddof=1), rtol=1e-5)
+
+
+# ------------------------------------------------------------- jit, promotion, errors
+class JitTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_same_result_with_and_without_jit(self):
+        for name in ("LayerNorm-2d", "GroupNorm", "RMSNorm"):
+            module, params, x, _, fn = norm_case(name)
+            (_, want), _ = fn(params, x)
+            y = self.variant(lambda params, x, m=module: m.apply(params, {}, x)[0])(params, x)
+            np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
+        module, params, state, train, _ = bn_case("BatchNorm2d", None)
+        x = bn_inputs("BatchNorm2d")[0]
+        (_, (want, want_state)), _ = train(params, state, x, jnp.ones_like(x))
+        apply = self.variant(lambda p, s, x: module.apply(p, s, x, train=True))
+        y, new_state = apply(params, state, x)
+        np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
+        chex.assert_trees_all_close(new_state, want_state, rtol=1e-6)
+
+
+ALL = {
+    **{name: (make, shape, False) for name, (make, shape) in CASES.items()},
+    "BatchNorm1d": (lambda: nn.BatchNorm1d(C, momentum=None), (4, 5, C), True),
+    "BatchNorm2d-eval": (lambda: nn.BatchNorm2d(C), (2, 3, 3, C), False),
+}
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("name", ALL)
+def test_strict_dtype_and_rank_promotion(name, dtype):
+    make, shape, train = ALL[name]
+    module = make()
+    params, state = module.init(jax.random.key(0))
+    x = jax.ShapeDtypeStruct(shape, dtype)
+    with jax.numpy_dtype_promotion("strict"), jax.numpy_rank_promotion("raise"):
+        y, new_state = jax.eval_shape(lambda x: module.apply(params, state, x, train=train), x)
+    assert (y.shape, y.dtype) == (shape, dtype)
+    assert jax.tree.map(lambda a: a.dtype, new_state) == jax.tree.map(lambda a: a.dtype, state)
+
+
+class Wrap(nn.Module):
+    """Puts a layer at path ``model.inner`` so messages show a nested path."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, ctx, x):
+        return self.inner(ctx, x)
+
+
+def bad(layer, shape, message, dtype="float32", train=False):
+    return pytest.param(layer, shape, dtype, train, message, id=type(layer).__name__)
+
+
+ERRORS = [
+    bad(nn.BatchNorm1d(3), (4, 5), "expected input with last dimension 3, got shape (4, 5)"),
+    bad(nn.BatchNorm1d(3), (2, 2, 2, 3), "expected 2 or 3-D input (N, C) or (N, L, C), got"),
+    bad(nn.BatchNorm2d(3), (4, 3), "expected 4-D input (N, H, W, C), got shape (4, 3)"),
+    bad(nn.BatchNorm2d(3), (2, 2, 2, 3), "expected floating input, got dtype int32", "int32"),
+    bad(
+        nn.BatchNorm1d(3),
+        (1, 3),
+        "expected more than 1 value per channel when training, got input shape (1, 3)",
+        train=True,
+    ),
+    bad(nn.BatchNorm1d(3, track_running_stats=False), (1, 3), "expected more than 1 value"),
+    bad(nn.LayerNorm((3, 4)), (2, 4, 3), "expected input with trailing dimensions (3, 4), got"),
+    bad(nn.LayerNorm(4), (), "expected input with trailing dimensions (4,), got shape ()"),
+    bad(nn.GroupNorm(2, 4), (2, 3, 6), "expected input with last dimension 4, got shape (2, 3, 6)"),
+    bad(nn.GroupNorm(2, 4), (4,), "expected input (N, *, C) with at least 2 dimensions, got"),
+    bad(nn.RMSNorm(4), (2, 5), "expected input with trailing dimensions (4,), got shape (2, 5)"),
+    bad(nn.RMSNorm(4), (2, 4), "expected floating input, got dtype int32", "int32"),
+]
+
+
+@pytest.mark.parametrize("layer, shape, dtype, train, message", ERRORS)
+def test_shape_errors_name_the_layer(layer, shape, dtype, train, message):
+    model = Wrap(layer)
+    params, state = model.init(jax.random.key(0))
+    expected = f"model.inner ({type(layer).__name__}): {message}"
+    with pytest.raises(ShapeError, match=re.escape(expected)):
+        model.apply(params, state, jnp.zeros(shape, dtype), train=train)
+
+
+def test_missing_state_is_reported_with_the_layer_path():
+    model = Wrap(nn.BatchNorm1d(3))
+    params, _ = model.init(jax.random.key(0))
+    expected = "model.inner (BatchNorm1d): no state entry 'running_mean'"
+    with pytest.raises(ShapeError, match=re.escape(expected)):
+        model.apply(params, {}, jnp.zeros((4, 3)))
+
+
+def test_constructor_errors():
+    expected = "GroupNorm: num_channels (6) must be divisible by num_groups (4)"
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        nn.GroupNorm(4, 6)
+    with pytest.raises(ValueError, match=r"LayerNorm: normalized_shape must be"):
+        nn.LayerNorm(())
+    with pytest.raises(ValueError, match=r"RMSNorm: normalized_shape must be"):
+        nn.RMSNorm((4, 0))
+    expected = "group_norm: expected input (N, *, C) with C divisible by num_groups=2"
+    with pytest.raises(ShapeError, match=re.escape(expected)):
+        F.group_norm(jnp.zeros((2, 5)), 2)
+
+
+def test_docstring_examples_run():
+    import funcnet.nn._normalization as layers
+
+    result = doctest.testmod(layers)
+    assert result.attempted > 0 and result.failed == 0
