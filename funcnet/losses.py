@@ -1,0 +1,612 @@
+"""Loss functions with PyTorch's definitions, as pure JAX functions.
+
+Every loss is ``loss(input, target, ...)`` as in ``torch.nn.functional`` and returns the
+reduced loss (``reduction="mean"`` or ``"sum"``, a scalar) or the per-element loss
+(``reduction="none"``).
+
+Channels last:
+    funcnet keeps images as ``(N, H, W, C)``, so the class axis of ``cross_entropy`` and
+    ``nll_loss`` is the **last** axis: ``input`` is ``(..., C)`` where PyTorch expects
+    ``(N, C, d1, ...)``. For plain ``(N, C)`` logits the two agree.
+
+Dtypes:
+    Losses compute in float32 when ``input`` is a 16-bit float (bfloat16, float16), so
+    log-sum-exp and sums stay accurate, and return **float32** for bfloat16, float16 and
+    float32 inputs (float64 for float64 inputs). PyTorch returns the input's dtype.
+
+Validation:
+    Shapes, dtypes and options are checked while tracing: a wrong target shape raises
+    :class:`funcnet.errors.ShapeError` naming the function and both shapes; an unknown
+    ``reduction`` raises ``ValueError``. Values cannot be checked under ``jax.jit``: a class
+    index outside ``[0, C)`` (other than ``ignore_index``) gives ``nan`` where PyTorch
+    raises, and probabilities outside ``[0, 1]`` give ``nan``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import xlogy
+from jax.typing import ArrayLike
+
+from funcnet.errors import ShapeError, check_dtype
+
+__all__ = [
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "huber_loss",
+    "kl_div",
+    "l1_loss",
+    "mse_loss",
+    "nll_loss",
+    "smooth_l1_loss",
+]
+
+Reduction = Literal["mean", "sum", "none"]
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+# ---------------------------------------------------------------------------------------
+# Shared checks and helpers
+# ---------------------------------------------------------------------------------------
+
+
+def _check_reduction(fn: str, reduction: str, allowed: tuple[str, ...] = _REDUCTIONS) -> None:
+    if not isinstance(reduction, str) or reduction not in allowed:
+        names = ", ".join(repr(r) for r in allowed)
+        raise ValueError(f"{fn}: reduction must be one of {names}; got {reduction!r}")
+
+
+def _compute_dtype(dtype: jnp.dtype) -> jnp.dtype:
+    """float32 for 16-bit floats, otherwise the dtype itself (float32 or float64)."""
+    return jnp.dtype(jnp.float32) if jnp.finfo(dtype).bits < 32 else jnp.dtype(dtype)
+
+
+def _float_input(fn: str, input: ArrayLike) -> jax.Array:
+    """``input`` as an array of its compute dtype; raises unless it is floating."""
+    x = jnp.asarray(input)
+    check_dtype(fn, x, "floating", "input")
+    return x.astype(_compute_dtype(x.dtype))
+
+
+def _check_shape(fn: str, x: jax.Array, expected: tuple[int, ...], what: str, note: str) -> None:
+    if tuple(x.shape) != tuple(expected):
+        raise ShapeError(
+            f"{fn}: expected {what} of shape {tuple(expected)} ({note}), got {tuple(x.shape)}"
+        )
+
+
+def _real_target(fn: str, target: ArrayLike, dtype: jnp.dtype) -> jax.Array:
+    """A numeric target (float, integer or bool) cast to the compute dtype."""
+    t = jnp.asarray(target)
+    if jnp.issubdtype(t.dtype, jnp.complexfloating):
+        raise ShapeError(f"{fn}: expected a real-valued target, got dtype {t.dtype}")
+    return t.astype(dtype)
+
+
+def _broadcastable(fn: str, w: ArrayLike | None, shape: tuple[int, ...], what: str, dtype):
+    """``w`` cast to ``dtype``; raises unless it broadcasts to ``shape`` without growing it."""
+    if w is None:
+        return None
+    w = jnp.asarray(w)
+    try:
+        ok = jnp.broadcast_shapes(w.shape, shape) == tuple(shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ShapeError(
+            f"{fn}: expected {what} broadcastable to the input's shape {tuple(shape)}, "
+            f"got shape {tuple(w.shape)}"
+        )
+    return jnp.broadcast_to(w.astype(dtype), shape)
+
+
+def _elementwise_args(
+    fn: str, input: ArrayLike, target: ArrayLike, reduction: str
+) -> tuple[jax.Array, jax.Array]:
+    _check_reduction(fn, reduction)
+    x = _float_input(fn, input)
+    t = _real_target(fn, target, x.dtype)
+    _check_shape(fn, t, x.shape, "target", "the input's shape")
+    return x, t
+
+
+def _reduce(loss: jax.Array, reduction: str) -> jax.Array:
+    if reduction == "mean":
+        return jnp.mean(loss)
+    if reduction == "sum":
+        return jnp.sum(loss)
+    return loss
+
+
+def _is_concrete_number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+# ---------------------------------------------------------------------------------------
+# Regression losses
+# ---------------------------------------------------------------------------------------
+
+
+def mse_loss(input: ArrayLike, target: ArrayLike, *, reduction: Reduction = "mean") -> jax.Array:
+    """Mean squared error, ``(input - target) ** 2``, as ``torch.nn.functional.mse_loss``.
+
+    Args:
+        input: predictions, any shape ``(*)``, floating dtype.
+        target: ``(*)``, the input's shape exactly (PyTorch broadcasts with a warning);
+            float, integer or bool, cast to the compute dtype.
+        reduction: ``"mean"`` (over all elements), ``"sum"`` or ``"none"``.
+
+    Returns:
+        A scalar, or ``(*)`` for ``reduction="none"``; float32 for 16- and 32-bit float
+        input (float64 for float64).
+
+    Raises:
+        ShapeError: ``input`` is not floating or ``target`` has another shape.
+        ValueError: unknown ``reduction``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from funcnet.losses import mse_loss
+        >>> float(mse_loss(jnp.array([1.0, 2.0]), jnp.array([1.0, 4.0])))
+        2.0
+    """
+    x, t = _elementwise_args("mse_loss", input, target, reduction)
+    return _reduce(jnp.square(x - t), reduction)
+
+
+def l1_loss(input: ArrayLike, target: ArrayLike, *, reduction: Reduction = "mean") -> jax.Array:
+    """Mean absolute error, ``|input - target|``, as ``torch.nn.functional.l1_loss``.
+
+    The gradient at ``input == target`` is 0, as PyTorch's ``sign(0) = 0``.
+
+    Args:
+        input: predictions ``(*)``, floating dtype.
+        target: ``(*)``, the input's shape; float, integer or bool.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+        A scalar, or ``(*)`` for ``reduction="none"``; float32 (float64 for float64 input).
+
+    Raises:
+        ShapeError: ``input`` is not floating or ``target`` has another shape.
+        ValueError: unknown ``reduction``.
+    """
+    x, t = _elementwise_args("l1_loss", input, target, reduction)
+    return _reduce(jnp.abs(x - t), reduction)
+
+
+def smooth_l1_loss(
+    input: ArrayLike, target: ArrayLike, *, reduction: Reduction = "mean", beta: float = 1.0
+) -> jax.Array:
+    """Smooth L1 loss, as ``torch.nn.functional.smooth_l1_loss``.
+
+    With ``d = |input - target|``::
+
+        loss = 0.5 * d**2 / beta   if d < beta
+               d - 0.5 * beta      otherwise
+
+    ``beta = 0`` is exactly ``l1_loss``. ``smooth_l1_loss(beta=b)`` equals
+    ``huber_loss(delta=b) / b``.
+
+    Args:
+        input: predictions ``(*)``, floating dtype.
+        target: ``(*)``, the input's shape; float, integer or bool.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        beta: the threshold between the quadratic and linear parts, ``>= 0``. A traced
+            value is accepted (it is then not validated).
+
+    Returns:
+        A scalar, or ``(*)`` for ``reduction="none"``; float32 (float64 for float64 input).
+
+    Raises:
+        ShapeError: ``input`` is not floating or ``target`` has another shape.
+        ValueError: unknown ``reduction`` or negative ``beta``.
+    """
+    fn = "smooth_l1_loss"
+    if _is_concrete_number(beta) and beta < 0:
+        raise ValueError(f"{fn}: beta must be >= 0, got {beta}")
+    x, t = _elementwise_args(fn, input, target, reduction)
+    d = jnp.abs(x - t)
+    quadratic = d < beta
+    # A safe divisor keeps the unselected branch (and its gradient) finite when beta = 0.
+    safe_beta = jnp.where(quadratic, beta, 1.0)
+    loss = jnp.where(quadratic, 0.5 * jnp.square(d) / safe_beta, d - 0.5 * beta)
+    return _reduce(loss, reduction)
+
+
+def huber_loss(
+    input: ArrayLike, target: ArrayLike, *, reduction: Reduction = "mean", delta: float = 1.0
+) -> jax.Array:
+    """Huber loss, as ``torch.nn.functional.huber_loss``.
+
+    With ``d = |input - target|``::
+
+        loss = 0.5 * d**2                 if d < delta
+               delta * (d - 0.5 * delta)  otherwise
+
+    Args:
+        input: predictions ``(*)``, floating dtype.
+        target: ``(*)``, the input's shape; float, integer or bool.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (keyword-only here; PyTorch also
+            takes it positionally).
+        delta: the threshold between the quadratic and linear parts, ``> 0``. A traced
+            value is accepted (it is then not validated).
+
+    Returns:
+        A scalar, or ``(*)`` for ``reduction="none"``; float32 (float64 for float64 input).
+
+    Raises:
+        ShapeError: ``input`` is not floating or ``target`` has another shape.
+        ValueError: unknown ``reduction`` or ``delta <= 0``.
+    """
+    fn = "huber_loss"
+    if _is_concrete_number(delta) and delta <= 0:
+        raise ValueError(f"{fn}: delta must be > 0, got {delta}")
+    x, t = _elementwise_args(fn, input, target, reduction)
+    d = jnp.abs(x - t)
+    loss = jnp.where(d < delta, 0.5 * jnp.square(d), delta * (d - 0.5 * delta))
+    return _reduce(loss, reduction)
+
+
+# ---------------------------------------------------------------------------------------
+# Classification losses over a class axis (the last axis)
+# ---------------------------------------------------------------------------------------
+
+
+def _class_weight(fn: str, weight: ArrayLike | None, num_classes: int, dtype) -> jax.Array | None:
+    if weight is None:
+        return None
+    w = jnp.asarray(weight)
+    _check_shape(fn, w, (num_classes,), "weight", "one per class, the input's last axis")
+    return w.astype(dtype)
+
+
+def _along_last(weight: jax.Array, like: jax.Array) -> jax.Array:
+    """Class weights ``(C,)`` broadcast explicitly to ``like``'s ``(..., C)``."""
+    return jnp.broadcast_to(weight, like.shape)
+
+
+def _check_ignore_index(fn: str, ignore_index: int) -> None:
+    if not isinstance(ignore_index, int) or isinstance(ignore_index, bool):
+        raise TypeError(f"{fn}: ignore_index must be a Python int, got {ignore_index!r}")
+
+
+def _weighted_nll(
+    log_probs: jax.Array,
+    target: jax.Array,
+    weight: jax.Array | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float | jax.Array = 0.0,
+) -> jax.Array:
+    """PyTorch's weighted NLL (and label-smoothed cross-entropy) on class indices.
+
+    ``log_probs`` is ``(..., C)``, ``target`` integer ``(...)``. The mean divides by the
+    summed weights of the non-ignored targets, so it is ``nan`` when every target is
+    ignored, as in PyTorch.
+    """
+    num_classes = log_probs.shape[-1]
+    keep = target != ignore_index
+    in_range = (target >= 0) & (target < num_classes)
+    index = jnp.where(keep & in_range, target, 0).astype(jnp.int32)
+    picked = jnp.take_along_axis(log_probs, index[..., None], axis=-1)[..., 0]
+    w = jnp.ones_like(picked) if weight is None else weight[index]
+    w = jnp.where(keep, w, 0.0)
+    loss = -w * picked
+    if not (_is_concrete_number(label_smoothing) and label_smoothing == 0):
+        # PyTorch: (1 - eps) * nll + eps / C * sum_c(-w_c * log p_c), ignored targets 0.
+        per_class = log_probs if weight is None else log_probs * _along_last(weight, log_probs)
+        smooth = jnp.where(keep, -jnp.sum(per_class, axis=-1), 0.0)
+        loss = (1.0 - label_smoothing) * loss + (label_smoothing / num_classes) * smooth
+    # Class indices cannot be checked under jit; make a bad one visible instead of silent.
+    loss = jnp.where(keep & ~in_range, jnp.nan, loss)
+    if reduction == "mean":
+        return jnp.sum(loss) / jnp.sum(w)
+    return _reduce(loss, reduction)
+
+
+def cross_entropy(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    *,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+) -> jax.Array:
+    """Cross-entropy between logits and class indices or class probabilities.
+
+    As ``torch.nn.functional.cross_entropy``, but the class axis is the **last** axis of
+    ``input`` (PyTorch: axis 1). With ``log_p = log_softmax(input, axis=-1)`` (computed
+    stably by log-sum-exp), ``eps = label_smoothing`` and ``w`` the class weights (all 1
+    when ``weight`` is None):
+
+    Class indices (integer ``target``), per element::
+
+        loss = (1 - eps) * w[y] * -log_p[y] + eps / C * sum_c(w[c] * -log_p[c])
+
+    and ``0`` where ``target == ignore_index``. ``"mean"`` is
+    ``sum(loss) / sum(w[y] over non-ignored targets)``: ``nan`` when every target is
+    ignored, as in PyTorch.
+
+    Class probabilities (floating ``target``), with ``q = (1 - eps) * target + eps / C``::
+
+        loss = -sum_c(w[c] * q[c] * log_p[c])
+
+    and ``"mean"`` divides by the number of elements of ``input.shape[:-1]`` (not by the
+    weights), as PyTorch does.
+
+    Args:
+        input: logits ``(..., C)``, floating dtype (bfloat16 is computed in float32).
+        target: class indices, an integer array of shape ``input.shape[:-1]`` with values
+            in ``[0, C)`` or ``ignore_index``; or class probabilities, a floating array of
+            shape ``input.shape``. The dtype decides which.
+        weight: optional class weights ``(C,)``.
+        ignore_index: a class-index target with this value contributes nothing, neither to
+            the loss nor to the mean's denominator. Not supported (must be negative) with
+            probability targets, as in PyTorch.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        label_smoothing: ``eps`` in ``[0, 1]``. A traced value is accepted (not validated).
+
+    Returns:
+        A scalar, or the per-element loss of shape ``input.shape[:-1]`` for
+        ``reduction="none"``; float32 (float64 for float64 input). An index target outside
+        ``[0, C)`` that is not ``ignore_index`` gives ``nan`` (PyTorch raises).
+
+    Raises:
+        ShapeError: ``input`` is not floating, or ``target`` or ``weight`` has the wrong
+            shape or dtype.
+        ValueError: unknown ``reduction``, ``label_smoothing`` outside ``[0, 1]``, or a
+            non-negative ``ignore_index`` with probability targets.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from funcnet.losses import cross_entropy
+        >>> logits = jnp.array([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+        >>> round(float(cross_entropy(logits, jnp.array([0, 2]))), 4)
+        0.6691
+        >>> round(float(cross_entropy(logits, jnp.array([0, -100]))), 4)  # ignored
+        0.2395
+    """
+    fn = "cross_entropy"
+    _check_reduction(fn, reduction)
+    _check_ignore_index(fn, ignore_index)
+    if _is_concrete_number(label_smoothing) and not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"{fn}: label_smoothing must be in [0, 1], got {label_smoothing}")
+    x = _float_input(fn, input)
+    if x.ndim == 0:
+        raise ShapeError(f"{fn}: expected input of shape (..., C) with a class axis, got ()")
+    num_classes = x.shape[-1]
+    w = _class_weight(fn, weight, num_classes, x.dtype)
+    t = jnp.asarray(target)
+    log_probs = jax.nn.log_softmax(x, axis=-1)
+
+    if jnp.issubdtype(t.dtype, jnp.floating):
+        _check_shape(fn, t, x.shape, "probability target", "the input's shape")
+        if ignore_index >= 0:
+            raise ValueError(f"{fn}: ignore_index is not supported for probability targets")
+        q = t.astype(x.dtype)
+        if not (_is_concrete_number(label_smoothing) and label_smoothing == 0):
+            q = q * (1.0 - label_smoothing) + label_smoothing / num_classes
+        per_class = log_probs * q if w is None else log_probs * q * _along_last(w, q)
+        return _reduce(-jnp.sum(per_class, axis=-1), reduction)
+
+    if not jnp.issubdtype(t.dtype, jnp.integer):
+        raise ShapeError(
+            f"{fn}: expected an integer (class index) or floating (probability) target, "
+            f"got dtype {t.dtype}"
+        )
+    no_class_axis = "the input's shape without its last, class axis"
+    _check_shape(fn, t, x.shape[:-1], "class-index target", no_class_axis)
+    return _weighted_nll(log_probs, t, w, ignore_index, reduction, label_smoothing)
+
+
+def nll_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    *,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+) -> jax.Array:
+    """Negative log-likelihood of class indices, as ``torch.nn.functional.nll_loss``.
+
+    The class axis is the **last** axis of ``input`` (PyTorch: axis 1). Per element
+    ``loss = -w[y] * input[..., y]`` (``w`` all 1 when ``weight`` is None), ``0`` where
+    ``target == ignore_index``; ``"mean"`` is ``sum(loss) / sum(w[y] over non-ignored
+    targets)``, ``nan`` when every target is ignored (as PyTorch).
+    ``nll_loss(log_softmax(x), y)`` equals ``cross_entropy(x, y)``.
+
+    Args:
+        input: log-probabilities ``(..., C)``, floating dtype.
+        target: class indices, integer, shape ``input.shape[:-1]``, values in ``[0, C)`` or
+            ``ignore_index``.
+        weight: optional class weights ``(C,)``.
+        ignore_index: targets with this value are left out of the loss and the mean.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+        A scalar, or ``input.shape[:-1]`` for ``reduction="none"``; float32 (float64 for
+        float64 input). An index outside ``[0, C)`` that is not ``ignore_index`` gives
+        ``nan`` (PyTorch raises).
+
+    Raises:
+        ShapeError: ``input`` is not floating, ``target`` is not integer or has the wrong
+            shape, or ``weight`` is not ``(C,)``.
+        ValueError: unknown ``reduction``.
+    """
+    fn = "nll_loss"
+    _check_reduction(fn, reduction)
+    _check_ignore_index(fn, ignore_index)
+    x = _float_input(fn, input)
+    if x.ndim == 0:
+        raise ShapeError(f"{fn}: expected input of shape (..., C) with a class axis, got ()")
+    w = _class_weight(fn, weight, x.shape[-1], x.dtype)
+    t = jnp.asarray(target)
+    check_dtype(fn, t, "integer", "target")
+    _check_shape(fn, t, x.shape[:-1], "target", "the input's shape without its last, class axis")
+    return _weighted_nll(x, t, w, ignore_index, reduction)
+
+
+# ---------------------------------------------------------------------------------------
+# Binary and distribution losses (elementwise)
+# ---------------------------------------------------------------------------------------
+
+
+def _clamped_logs(p: jax.Array) -> tuple[jax.Array, jax.Array]:
+    # PyTorch clamps both logs at -100 so that p = 0 or 1 gives a finite loss.
+    return jnp.maximum(jnp.log(p), -100.0), jnp.maximum(jnp.log1p(-p), -100.0)
+
+
+@jax.custom_jvp
+def _bce(p: jax.Array, t: jax.Array) -> jax.Array:
+    log_p, log_1mp = _clamped_logs(p)
+    return -(t * log_p + (1.0 - t) * log_1mp)
+
+
+@_bce.defjvp
+def _bce_jvp(primals, tangents):
+    # PyTorch's own derivative: d/dp = (p - t) / max(p (1 - p), 1e-12), finite at p = 0 and
+    # 1 where differentiating the clamped logs would give 0 * inf = nan.
+    p, t = primals
+    dp, dt = tangents
+    log_p, log_1mp = _clamped_logs(p)
+    out = -(t * log_p + (1.0 - t) * log_1mp)
+    grad_p = (p - t) / jnp.maximum(p * (1.0 - p), 1e-12)
+    return out, grad_p * dp + (log_1mp - log_p) * dt
+
+
+def binary_cross_entropy(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    *,
+    reduction: Reduction = "mean",
+) -> jax.Array:
+    """Binary cross-entropy of probabilities, as ``torch.nn.functional.binary_cross_entropy``.
+
+    Per element ``loss = -w * (t * log(p) + (1 - t) * log(1 - p))`` with both logs clamped
+    at ``-100`` (as PyTorch), so ``p = 0`` or ``1`` gives a finite loss; the gradient is
+    PyTorch's ``w * (p - t) / max(p * (1 - p), 1e-12)``. ``"mean"`` is over all elements.
+    Prefer :func:`binary_cross_entropy_with_logits`: it is stable where ``sigmoid``
+    saturates.
+
+    Args:
+        input: probabilities ``p`` in ``[0, 1]``, shape ``(*)``, floating dtype. Values
+            outside give ``nan`` (PyTorch raises; values are not checked under jit).
+        target: ``(*)``, the input's shape; floats in ``[0, 1]``, integers or bools.
+        weight: optional rescaling ``w`` broadcastable to ``(*)``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+        A scalar, or ``(*)`` for ``reduction="none"``; float32 (float64 for float64 input).
+
+    Raises:
+        ShapeError: ``input`` is not floating, ``target`` has another shape, or ``weight``
+            does not broadcast to it.
+        ValueError: unknown ``reduction``.
+    """
+    fn = "binary_cross_entropy"
+    x, t = _elementwise_args(fn, input, target, reduction)
+    w = _broadcastable(fn, weight, x.shape, "weight", x.dtype)
+    loss = _bce(x, t)
+    if w is not None:
+        loss = loss * w
+    return _reduce(loss, reduction)
+
+
+def binary_cross_entropy_with_logits(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    *,
+    reduction: Reduction = "mean",
+    pos_weight: ArrayLike | None = None,
+) -> jax.Array:
+    """Sigmoid + binary cross-entropy in one stable step.
+
+    As ``torch.nn.functional.binary_cross_entropy_with_logits``. Per element, with
+    ``softplus(z) = log(1 + exp(z))`` computed stably::
+
+        loss = w * ((1 - t) * softplus(x) + pos_weight * t * softplus(-x))
+
+    which equals ``-w * (pos_weight * t * log(sigmoid(x)) + (1 - t) * log(1 - sigmoid(x)))``
+    without overflow for large ``|x|``. ``"mean"`` is over all elements.
+
+    Args:
+        input: logits ``x``, shape ``(*)``, floating dtype.
+        target: ``(*)``, the input's shape; floats in ``[0, 1]``, integers or bools.
+        weight: optional rescaling ``w`` broadcastable to ``(*)``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        pos_weight: optional weight of positive examples, broadcastable to ``(*)``; for
+            multi-label ``(..., C)`` input, a ``(C,)`` vector (channels last, so PyTorch's
+            ``(C, 1, 1)`` for images becomes ``(C,)``).
+
+    Returns:
+        A scalar, or ``(*)`` for ``reduction="none"``; float32 (float64 for float64 input).
+
+    Raises:
+        ShapeError: ``input`` is not floating, ``target`` has another shape, or ``weight``
+            or ``pos_weight`` does not broadcast to it.
+        ValueError: unknown ``reduction``.
+    """
+    fn = "binary_cross_entropy_with_logits"
+    x, t = _elementwise_args(fn, input, target, reduction)
+    w = _broadcastable(fn, weight, x.shape, "weight", x.dtype)
+    pw = _broadcastable(fn, pos_weight, x.shape, "pos_weight", x.dtype)
+    positive = t * jax.nn.softplus(-x)
+    if pw is not None:
+        positive = positive * pw
+    loss = (1.0 - t) * jax.nn.softplus(x) + positive
+    if w is not None:
+        loss = loss * w
+    return _reduce(loss, reduction)
+
+
+def kl_div(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    reduction: Literal["mean", "batchmean", "sum", "none"] = "mean",
+    log_target: bool = False,
+) -> jax.Array:
+    """Kullback-Leibler divergence ``KL(target || exp(input))``, as ``torch.nn.functional.kl_div``.
+
+    ``input`` holds log-probabilities. Per element::
+
+        loss = target * (log(target) - input)       (0 where target == 0)
+        loss = exp(target) * (target - input)       with log_target=True
+
+    ``"batchmean"`` is ``sum(loss) / input.shape[0]``, the mathematical KL divergence per
+    sample when the distributions lie along the other axes; ``"mean"`` (the default, as in
+    PyTorch) divides by the number of elements instead. PyTorch warns about ``"mean"``;
+    funcnet does not.
+
+    Args:
+        input: log-probabilities ``(N, *)``, floating dtype.
+        target: probabilities, or log-probabilities with ``log_target=True``; the input's
+            shape (PyTorch broadcasts).
+        reduction: ``"mean"``, ``"batchmean"``, ``"sum"`` or ``"none"``.
+        log_target: whether ``target`` holds log-probabilities.
+
+    Returns:
+        A scalar, or ``(N, *)`` for ``reduction="none"``; float32 (float64 for float64
+        input).
+
+    Raises:
+        ShapeError: ``input`` is not floating or ``target`` has another shape.
+        ValueError: unknown ``reduction``.
+    """
+    fn = "kl_div"
+    _check_reduction(fn, reduction, ("mean", "batchmean", "sum", "none"))
+    x = _float_input(fn, input)
+    t = _real_target(fn, target, x.dtype)
+    _check_shape(fn, t, x.shape, "target", "the input's shape")
+    loss = jnp.exp(t) * (t - x) if log_target else xlogy(t, t) - t * x
+    if reduction == "batchmean":
+        return jnp.sum(loss) / x.shape[0] if x.ndim > 0 else jnp.sum(loss)
+    return _reduce(loss, reduction)
