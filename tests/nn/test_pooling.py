@@ -1,0 +1,454 @@
+"""Max, average and adaptive pooling layers and their functional forms.
+
+References: pooling written as loops over output windows in NumPy (here), and PyTorch.
+Max-pooling inputs are small integers, so windows are full of ties: the gradient must go
+to the first maximal element in row-major window order, as in PyTorch, on both the
+reshape fast path and the ``lax.reduce_window`` path.
+"""
+
+import doctest
+import functools
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import funcnet.functional._pooling as pooling
+from funcnet import functional as F
+from funcnet import nn
+from funcnet.errors import ShapeError
+
+RNG = np.random.default_rng(0)
+
+
+def ties(*shape):
+    """Small integers as float32: most windows hold several equal maxima."""
+    return RNG.integers(0, 3, shape).astype(np.float32)
+
+
+def normal(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def as_tuple(v, nd):
+    return (v,) * nd if isinstance(v, int) else tuple(v)
+
+
+# ---------------------------------------------------------------------- references
+
+
+def ref_pool(
+    x, ct, mode, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+    count_include_pad=True, divisor_override=None,
+):  # fmt: skip
+    """PyTorch's pooling by loops over output windows; returns (y, dL/dx for cotangent ct).
+
+    For max, the gradient goes to the first maximal element in row-major window order.
+    """
+    nd = x.ndim - 2
+    k = as_tuple(kernel_size, nd)
+    s = k if stride is None else as_tuple(stride, nd)
+    p, d = as_tuple(padding, nd), as_tuple(dilation, nd)
+    spatial = x.shape[1:-1]
+    outs = []
+    for n, ki, si, pi, di in zip(spatial, k, s, p, d):
+        span = di * (ki - 1) + 1
+        o = (n + 2 * pi - span + (si - 1 if ceil_mode else 0)) // si + 1
+        outs.append(o - 1 if ceil_mode and (o - 1) * si >= n + pi else o)
+    y = np.zeros((x.shape[0], *outs, x.shape[-1]))
+    grad = np.zeros(x.shape)
+    for o in np.ndindex(*outs):
+        start = [oi * si - pi for oi, si, pi in zip(o, s, p)]
+        inside = [
+            tuple(a + j * di for a, j, di in zip(start, offset, d))
+            for offset in np.ndindex(*k)  # row-major order
+        ]
+        inside = [i for i in inside if all(0 <= a < n for a, n in zip(i, spatial))]
+        out_at = (slice(None), *o, slice(None))
+        if mode == "max":
+            best = np.full((x.shape[0], x.shape[-1]), -np.inf)
+            arg = np.zeros(best.shape, int)
+            for j, i in enumerate(inside):
+                value = x[(slice(None), *i, slice(None))]
+                better = value > best  # strict: the first maximum stays
+                best, arg = np.where(better, value, best), np.where(better, j, arg)
+            y[out_at] = best
+            for j, i in enumerate(inside if ct is not None else ()):
+                grad[(slice(None), *i, slice(None))] += np.where(arg == j, ct[out_at], 0)
+        else:
+            if divisor_override:
+                divisor = divisor_override
+            elif count_include_pad:
+                ends = [min(a + ki, n + pi) for a, ki, n, pi in zip(start, k, spatial, p)]
+                divisor = math.prod(e - a for a, e in zip(start, ends))
+            else:
+                divisor = len(inside)
+            for i in inside:
+                y[out_at] += x[(slice(None), *i, slice(None))] / divisor
+                if ct is not None:
+                    grad[(slice(None), *i, slice(None))] += ct[out_at] / divisor
+    return y, grad
+
+
+def ref_adaptive(x, ct, mode, output_size):
+    """PyTorch's adaptive bins [floor(i·n/o), ceil((i+1)·n/o)) by loops; (y, dL/dx)."""
+    spatial = x.shape[1:-1]
+    outs = [n if o is None else o for o, n in zip(as_tuple(output_size, 2), spatial)]
+    y = np.zeros((x.shape[0], *outs, x.shape[-1]))
+    grad = np.zeros(x.shape)
+    for o in np.ndindex(*outs):
+        box = [
+            range(math.floor(i * n / m), math.ceil((i + 1) * n / m))
+            for i, n, m in zip(o, spatial, outs)
+        ]
+        cells = [(a, b) for a in box[0] for b in box[1]]  # row-major
+        window = np.stack([x[:, a, b] for a, b in cells])  # (cells, N, C)
+        if mode == "max":
+            arg = np.argmax(window, axis=0)  # the first maximum
+            y[:, o[0], o[1]] = window.max(axis=0)
+            for j, (a, b) in enumerate(cells if ct is not None else ()):
+                grad[:, a, b] += np.where(arg == j, ct[:, o[0], o[1]], 0)
+        else:
+            y[:, o[0], o[1]] = window.mean(axis=0)
+            for a, b in cells if ct is not None else ():
+                grad[:, a, b] += ct[:, o[0], o[1]] / len(cells)
+    return y, grad
+
+
+def value_and_grad(f, x, ct):
+    """One jitted program: f(x) and the gradient of <f(x), ct>."""
+
+    @jax.jit
+    def run(x, ct):
+        y, vjp = jax.vjp(f, x)
+        return y, vjp(ct)[0]
+
+    return run(x, ct)
+
+
+def path(f, x):
+    """Which implementation the gradient of ``f`` at ``x`` went through."""
+    jaxpr = jax.make_jaxpr(jax.grad(lambda x: f(x).sum()))(x).jaxpr
+    names = {eqn.primitive.name for eqn in jaxpr.eqns}
+    if any(name.startswith("reduce_window") for name in names):
+        return "reduce_window"
+    return "slices" if names & {"stack", "concatenate"} else "reshape"
+
+
+# ---------------------------------------------------------------------- max / avg
+
+MAX = {1: F.max_pool1d, 2: F.max_pool2d}
+AVG = {1: F.avg_pool1d, 2: F.avg_pool2d}
+
+# (spatial, kwargs, path: "reshape", "reduce_window" or "slices")
+MAX_CASES = [
+    ((6, 6), {"kernel_size": 2}, "reshape"),
+    ((7, 5), {"kernel_size": 2}, "reshape"),  # floor mode drops the last row/column
+    ((7, 5), {"kernel_size": 2, "ceil_mode": True}, "reshape"),
+    ((7, 6), {"kernel_size": 3, "stride": 3, "padding": 1, "ceil_mode": True}, "reshape"),
+    ((7, 6), {"kernel_size": 3, "stride": 2, "padding": 1}, "reduce_window"),
+    ((7, 7), {"kernel_size": (2, 3), "stride": 1, "dilation": (2, 1), "ceil_mode": True}, "slices"),
+    ((9,), {"kernel_size": 2}, "reshape"),
+    ((9,), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}, "reduce_window"),
+    ((9,), {"kernel_size": 2, "stride": 2, "dilation": 3}, "slices"),
+]
+
+
+def _case_id(spatial, kwargs):
+    return f"{len(spatial)}d-" + "-".join(f"{k[0]}{v}" for k, v in kwargs.items())
+
+
+@pytest.mark.parametrize("case", MAX_CASES, ids=lambda c: _case_id(*c[:2]))
+def test_max_pool_matches_loops_with_ties(case):
+    spatial, kwargs, expected_path = case
+    x = ties(2, *spatial, 3)
+    pool = functools.partial(MAX[len(spatial)], **kwargs)
+    ct = normal(*jax.eval_shape(pool, x).shape)
+    want, want_grad = ref_pool(x, ct, "max", **kwargs)
+    y, grad = value_and_grad(pool, x, ct)
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-6, atol=1e-6)
+    assert path(pool, x) == expected_path
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in MAX_CASES if c[2] == "reshape"][:4], ids=lambda c: _case_id(*c[:2])
+)
+def test_fast_path_equals_reduce_window(case, monkeypatch):
+    spatial, kwargs, _ = case
+    x = ties(2, *spatial, 3)
+    pool = functools.partial(MAX[len(spatial)], **kwargs)
+    ct = normal(*jax.eval_shape(pool, x).shape)
+    fast = value_and_grad(pool, x, ct)
+    monkeypatch.setattr(pooling, "_non_overlapping", lambda *args: False)
+    assert path(pool, x) == "reduce_window"
+    general = value_and_grad(pool, x, ct)
+    np.testing.assert_array_equal(fast[0], general[0])
+    np.testing.assert_array_equal(fast[1], general[1])
+
+
+AVG_CASES = [
+    ((6, 6), {"kernel_size": 2}, True),
+    ((7, 5), {"kernel_size": 2, "padding": 1, "ceil_mode": True}, True),
+    ((7, 6), {"kernel_size": 3, "stride": 3, "padding": 1, "count_include_pad": False}, True),
+    ((7, 6), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}, False),
+    ((7, 6), {"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False}, False),
+    ((6, 7), {"kernel_size": (2, 3), "stride": (1, 2), "divisor_override": 4}, False),
+    ((9,), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}, False),
+    ((9,), {"kernel_size": 2, "count_include_pad": False}, True),
+]
+
+
+@pytest.mark.parametrize("case", AVG_CASES, ids=lambda c: _case_id(*c[:2]))
+def test_avg_pool_matches_loops(case):
+    spatial, kwargs, fast = case
+    x = normal(2, *spatial, 3)
+    pool = functools.partial(AVG[len(spatial)], **kwargs)
+    ct = normal(*jax.eval_shape(pool, x).shape)
+    want, want_grad = ref_pool(x, ct, "avg", **kwargs)
+    y, grad = value_and_grad(pool, x, ct)
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-6)
+    assert path(pool, x) == ("reshape" if fast else "reduce_window")
+
+
+ADAPTIVE_SIZES = [(3, 4), (2, 3), (None, 4), (5, 9), 1]  # input spatial (7, 6)
+
+
+@pytest.mark.parametrize("output_size", ADAPTIVE_SIZES, ids=str)
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_adaptive_pool_matches_loops(mode, output_size):
+    x = ties(2, 7, 6, 3) if mode == "max" else normal(2, 7, 6, 3)
+    pool = functools.partial(
+        F.adaptive_max_pool2d if mode == "max" else F.adaptive_avg_pool2d,
+        output_size=output_size,
+    )
+    ct = normal(*jax.eval_shape(pool, x).shape)
+    want, want_grad = ref_adaptive(x, ct, mode, output_size)
+    y, grad = value_and_grad(pool, x, ct)
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_gradients_float64():
+    with jax.enable_x64(True):
+        x = RNG.standard_normal((1, 7, 6, 2))  # distinct values: max is differentiable
+        for f in [
+            lambda x: F.max_pool2d(x, 2, ceil_mode=True),
+            lambda x: F.max_pool2d(x, 3, 2, padding=1),
+            lambda x: F.avg_pool2d(x, 3, 2, padding=1, ceil_mode=True, count_include_pad=False),
+            lambda x: F.adaptive_max_pool2d(x, (3, 4)),
+            lambda x: F.adaptive_avg_pool2d(x, (4, 4)),
+        ]:
+            check_grads(jax.jit(f), (x,), order=1, modes=("rev",))
+
+
+def test_fast_path_gradient_has_no_select_and_scatter():
+    x = jnp.zeros((2, 8, 8, 3))
+    for layer in (nn.MaxPool2d(2), nn.AvgPool2d(2), nn.AdaptiveMaxPool2d(4)):
+        loss = functools.partial(lambda layer, x: layer.apply({}, {}, x)[0].sum(), layer)
+        jaxpr = str(jax.make_jaxpr(jax.grad(loss))(x))
+        assert "select_and_scatter" not in jaxpr and "reduce_window" not in jaxpr
+
+
+def test_integer_max_pool():
+    x = RNG.integers(-5, 5, (1, 5, 5, 2)).astype(np.int32)
+    for kwargs in ({"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1}):
+        y = F.max_pool2d(x, **kwargs)
+        assert y.dtype == jnp.int32
+        np.testing.assert_array_equal(y, ref_pool(x, None, "max", **kwargs)[0])
+
+
+# ------------------------------------------------------------------------ layers
+
+
+class TestJit(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_max_pool2d(self):
+        model = nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True)
+        x = ties(2, 6, 5, 3)
+        y, state = self.variant(lambda x: model.apply({}, {}, x))(x)
+        assert state == {}
+        want, _ = ref_pool(x, None, "max", 3, 2, 1, ceil_mode=True)
+        np.testing.assert_array_equal(y, want)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_avg_pool2d(self):
+        model = nn.AvgPool2d(2, padding=1, ceil_mode=True, count_include_pad=False)
+        x = normal(2, 5, 5, 3)
+        y, _ = self.variant(lambda x: model.apply({}, {}, x))(x)
+        want, _ = ref_pool(x, None, "avg", 2, padding=1, ceil_mode=True, count_include_pad=False)
+        np.testing.assert_allclose(y, want, rtol=1e-6)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_adaptive_max_pool2d(self):
+        x = ties(2, 7, 6, 3)
+        y, _ = self.variant(lambda x: nn.AdaptiveMaxPool2d((3, 4)).apply({}, {}, x))(x)
+        np.testing.assert_array_equal(y, ref_adaptive(x, None, "max", (3, 4))[0])
+
+
+def test_unbatched_input_and_vmap():
+    layers = [nn.MaxPool2d(2), nn.AvgPool2d(3, 2, 1), nn.AdaptiveAvgPool2d((2, 3))]
+    x = normal(3, 6, 7, 2)
+
+    @jax.jit
+    def run(x):
+        out = []
+        for layer in layers:
+            one = lambda image, layer=layer: layer.apply({}, {}, image)[0]  # (H, W, C)
+            out.append((layer.apply({}, {}, x)[0], jax.vmap(one)(x), one(x[2])))
+        return out
+
+    for batched, mapped, single in run(x):
+        np.testing.assert_allclose(mapped, batched, rtol=1e-6)
+        np.testing.assert_allclose(single, batched[2], rtol=1e-6)
+    y, _ = nn.MaxPool1d(2).apply({}, {}, x[0, 0])  # (L, C)
+    assert y.shape == (3, 2)
+
+
+def test_low_precision_in_same_dtype_out():
+    x = normal(2, 6, 6, 3)
+    layers = [nn.MaxPool2d(2), nn.AvgPool2d(3, 1, 1), nn.AdaptiveAvgPool2d((4, 4))]
+
+    @jax.jit
+    def run(x):
+        return [layer.apply({}, {}, x)[0] for layer in layers]
+
+    for y16, y32 in zip(run(x.astype(jnp.bfloat16)), run(x)):
+        assert y16.dtype == jnp.bfloat16
+        np.testing.assert_allclose(y16.astype(np.float32), y32, atol=2e-2, rtol=1e-2)
+
+
+def test_repr_shows_pytorch_arguments():
+    assert repr(nn.MaxPool2d(2)) == "MaxPool2d(kernel_size=2)"
+    assert repr(nn.AvgPool1d(3, 2, 1)) == "AvgPool1d(kernel_size=3, stride=2, padding=1)"
+    assert repr(nn.AdaptiveAvgPool2d((3, None))) == "AdaptiveAvgPool2d(output_size=(3, None))"
+
+
+# ------------------------------------------------------------------------ errors
+
+
+class Net(nn.Module):
+    def __init__(self, layer):
+        super().__init__()
+        self.pool = layer
+
+    def forward(self, ctx, x):
+        return self.pool(ctx, x)
+
+
+def _error_id(value):
+    if isinstance(value, nn.Module):
+        return type(value).__name__
+    if isinstance(value, tuple):
+        return "x".join(map(str, value))
+    return value if len(value) < 4 else "msg"  # a dtype, or the expected message
+
+
+@pytest.mark.parametrize(
+    "layer, shape, dtype, match",
+    [
+        (
+            nn.MaxPool2d(3),
+            (2, 2, 2, 3),
+            "f4",
+            r"model\.pool \(MaxPool2d\): window \(3, 3\) \(padding \(0, 0\), dilation \(1, 1\)\) "
+            r"is larger than the input's spatial size \(2, 2\); got input shape \(2, 2, 2, 3\)",
+        ),
+        (nn.MaxPool1d(2, dilation=3), (3, 4), "f4", r"model\.pool \(MaxPool1d\): window \(2,\)"),
+        (
+            nn.MaxPool2d(2),
+            (4, 4),
+            "f4",
+            r"model\.pool \(MaxPool2d\): expected 4 or 3-D input \(N, H, W, C\) or unbatched",
+        ),
+        (nn.AvgPool1d(4), (3, 2), "f4", r"model\.pool \(AvgPool1d\): window \(4,\)"),
+        (nn.AvgPool2d(2), (1, 4, 4, 1), "i4", r"model\.pool \(AvgPool2d\): expected floating"),
+        (nn.AdaptiveAvgPool2d(2), (4, 4), "f4", r"model\.pool \(AdaptiveAvgPool2d\): expected 4"),
+        (nn.AdaptiveMaxPool2d(2), (1, 0, 4, 1), "f4", r"model\.pool \(AdaptiveMaxPool2d\): empty"),
+    ],
+    ids=_error_id,
+)
+def test_shape_errors_name_the_layer(layer, shape, dtype, match):
+    model = Net(layer)
+    with pytest.raises(ShapeError, match=match):
+        jax.eval_shape(lambda x: model.apply({}, {}, x), jax.ShapeDtypeStruct(shape, dtype))
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda: nn.MaxPool2d(3, padding=2), ValueError, r"MaxPool2d: padding \(2, 2\) must be"),
+        (lambda: nn.MaxPool2d(0), ValueError, "MaxPool2d: kernel_size must be an int >= 1"),
+        (lambda: nn.AvgPool1d(2, stride=0), ValueError, "AvgPool1d: stride must be"),
+        (lambda: nn.AvgPool2d(2, divisor_override=0), ValueError, "divisor_override"),
+        (lambda: nn.MaxPool1d(2, return_indices=True), NotImplementedError, "return_indices"),
+        (lambda: nn.AdaptiveMaxPool2d(2, True), NotImplementedError, "return_indices"),
+        (lambda: nn.AdaptiveAvgPool2d((2, 2, 2)), ValueError, "AdaptiveAvgPool2d: output_size"),
+        (lambda: nn.AdaptiveAvgPool2d(0), ValueError, "output_size must be a positive int"),
+    ],
+)
+def test_construction_errors(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_functional_errors_name_the_function():
+    with pytest.raises(ShapeError, match=r"^max_pool2d: window \(3, 3\)"):
+        F.max_pool2d(jnp.zeros((1, 2, 2, 1)), 3)
+    with pytest.raises(ShapeError, match=r"^avg_pool1d: expected 3 or 2-D input"):
+        F.avg_pool1d(jnp.zeros((1, 2, 2, 1)), 2)
+    with pytest.raises(ValueError, match=r"must be at most half of kernel_size"):
+        F.max_pool1d(jnp.zeros((1, 6, 1)), 2, padding=2)
+
+
+def test_docstring_examples():
+    result = doctest.testmod(pooling, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted and not result.failed
+
+
+# ----------------------------------------------------------------------- PyTorch
+
+TORCH_CASES = [
+    ("MaxPool1d", (9,), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
+    ("MaxPool1d", (9,), {"kernel_size": 2}),
+    ("MaxPool2d", (7, 6), {"kernel_size": 2, "ceil_mode": True}),
+    ("MaxPool2d", (7, 6), {"kernel_size": 3, "stride": 2, "padding": 1, "dilation": 2}),
+    ("MaxPool2d", (7, 6), {"kernel_size": (3, 2), "stride": (2, 1), "ceil_mode": True}),
+    ("AvgPool1d", (9,), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
+    ("AvgPool1d", (9,), {"kernel_size": 4, "padding": 2, "count_include_pad": False}),
+    ("AvgPool2d", (7, 6), {"kernel_size": 2, "padding": 1, "ceil_mode": True}),
+    ("AvgPool2d", (7, 6), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
+    (
+        "AvgPool2d",
+        (7, 6),
+        {"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False},
+    ),
+    ("AvgPool2d", (7, 6), {"kernel_size": (3, 2), "divisor_override": 5}),
+    ("AdaptiveAvgPool2d", (7, 6), {"output_size": (3, 4)}),
+    ("AdaptiveAvgPool2d", (7, 6), {"output_size": (5, None)}),
+    ("AdaptiveMaxPool2d", (7, 6), {"output_size": (3, 4)}),
+    ("AdaptiveMaxPool2d", (7, 6), {"output_size": (4, 9)}),
+]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("case", TORCH_CASES, ids=lambda c: f"{c[0]}-{_case_id(*c[1:])}")
+def test_matches_pytorch_with_gradients(case):
+    torch = pytest.importorskip("torch")
+    name, spatial, kwargs = case
+    x = ties(2, *spatial, 3) if "Max" in name else normal(2, *spatial, 3)
+    ours = getattr(nn, name)(**kwargs)
+    y, grad_fn = jax.vjp(jax.jit(lambda x: ours.apply({}, {}, x)[0]), x)
+    ct = normal(*y.shape)
+    (grad,) = grad_fn(ct)
+
+    xt = torch.tensor(np.moveaxis(x, -1, 1), requires_grad=True)
+    yt = getattr(torch.nn, name)(**kwargs)(xt)
+    yt.backward(torch.tensor(np.moveaxis(ct, -1, 1)))
+    np.testing.assert_allclose(y, np.moveaxis(yt.detach().numpy(), 1, -1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grad, np.moveaxis(xt.grad.numpy(), 1, -1), rtol=1e-5, atol=1e-6)
