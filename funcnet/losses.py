@@ -114,7 +114,26 @@ def _elementwise_args(
     return x, t
 
 
-def _reduce(loss: jax.Array, reduction: str) -> jax.Array:
+def _row_mask(mask: ArrayLike | None, shape: tuple[int, ...]) -> jax.Array | None:
+    """``mask`` (bool, a leading part of ``shape``, e.g. ``(N,)``) broadcast to ``shape``."""
+    if mask is None:
+        return None
+    m = jnp.asarray(mask)
+    if m.dtype != jnp.bool_ or m.shape != tuple(shape[: m.ndim]):
+        raise ShapeError(
+            f"mask: expected a bool array shaped like a leading part of the loss's shape "
+            f"{tuple(shape)}, e.g. ({shape[0] if shape else ''},), got {m.dtype} {m.shape}"
+        )
+    return jnp.broadcast_to(m.reshape(m.shape + (1,) * (len(shape) - m.ndim)), shape)
+
+
+def _reduce(loss: jax.Array, reduction: str, mask: ArrayLike | None = None) -> jax.Array:
+    m = _row_mask(mask, loss.shape)
+    if m is not None:
+        # where, not multiply: padded rows may hold inf or nan and must not reach the sum
+        loss = jnp.where(m, loss, jnp.zeros((), loss.dtype))
+        if reduction == "mean":
+            return jnp.sum(loss) / jnp.sum(m)
     if reduction == "mean":
         return jnp.mean(loss)
     if reduction == "sum":
@@ -131,7 +150,13 @@ def _is_concrete_number(x: object) -> bool:
 # ---------------------------------------------------------------------------------------
 
 
-def mse_loss(input: ArrayLike, target: ArrayLike, *, reduction: Reduction = "mean") -> jax.Array:
+def mse_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    reduction: Reduction = "mean",
+    mask: ArrayLike | None = None,
+) -> jax.Array:
     """Mean squared error, ``(input - target) ** 2``, as ``torch.nn.functional.mse_loss``.
 
     Args:
@@ -139,6 +164,9 @@ def mse_loss(input: ArrayLike, target: ArrayLike, *, reduction: Reduction = "mea
         target: ``(*)``, the input's shape exactly (PyTorch broadcasts with a warning);
             float, integer or bool, cast to the compute dtype.
         reduction: ``"mean"`` (over all elements), ``"sum"`` or ``"none"``.
+        mask: optional bool ``(N,)`` (or any leading part of the loss's shape): elements
+            of rows where it is False count in neither the sum nor the mean's
+            denominator, as if absent (a padded last batch). Not in PyTorch.
 
     Returns:
         A scalar, or ``(*)`` for ``reduction="none"``; float32 for 16- and 32-bit float
@@ -155,10 +183,16 @@ def mse_loss(input: ArrayLike, target: ArrayLike, *, reduction: Reduction = "mea
         2.0
     """
     x, t = _elementwise_args("mse_loss", input, target, reduction)
-    return _reduce(jnp.square(x - t), reduction)
+    return _reduce(jnp.square(x - t), reduction, mask)
 
 
-def l1_loss(input: ArrayLike, target: ArrayLike, *, reduction: Reduction = "mean") -> jax.Array:
+def l1_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    reduction: Reduction = "mean",
+    mask: ArrayLike | None = None,
+) -> jax.Array:
     """Mean absolute error, ``|input - target|``, as ``torch.nn.functional.l1_loss``.
 
     The gradient at ``input == target`` is 0, as PyTorch's ``sign(0) = 0``.
@@ -167,6 +201,9 @@ def l1_loss(input: ArrayLike, target: ArrayLike, *, reduction: Reduction = "mean
         input: predictions ``(*)``, floating dtype.
         target: ``(*)``, the input's shape; float, integer or bool.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        mask: optional bool ``(N,)`` (or any leading part of the loss's shape): elements
+            of rows where it is False count in neither the sum nor the mean's
+            denominator, as if absent (a padded last batch). Not in PyTorch.
 
     Returns:
         A scalar, or ``(*)`` for ``reduction="none"``; float32 (float64 for float64 input).
@@ -176,11 +213,16 @@ def l1_loss(input: ArrayLike, target: ArrayLike, *, reduction: Reduction = "mean
         ValueError: unknown ``reduction``.
     """
     x, t = _elementwise_args("l1_loss", input, target, reduction)
-    return _reduce(jnp.abs(x - t), reduction)
+    return _reduce(jnp.abs(x - t), reduction, mask)
 
 
 def smooth_l1_loss(
-    input: ArrayLike, target: ArrayLike, *, reduction: Reduction = "mean", beta: float = 1.0
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    reduction: Reduction = "mean",
+    beta: float = 1.0,
+    mask: ArrayLike | None = None,
 ) -> jax.Array:
     """Smooth L1 loss, as ``torch.nn.functional.smooth_l1_loss``.
 
@@ -198,6 +240,9 @@ def smooth_l1_loss(
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         beta: the threshold between the quadratic and linear parts, ``>= 0``. A traced
             value is accepted (it is then not validated).
+        mask: optional bool ``(N,)`` (or any leading part of the loss's shape): elements
+            of rows where it is False count in neither the sum nor the mean's
+            denominator, as if absent (a padded last batch). Not in PyTorch.
 
     Returns:
         A scalar, or ``(*)`` for ``reduction="none"``; float32 (float64 for float64 input).
@@ -215,11 +260,16 @@ def smooth_l1_loss(
     # A safe divisor keeps the unselected branch (and its gradient) finite when beta = 0.
     safe_beta = jnp.where(quadratic, beta, 1.0)
     loss = jnp.where(quadratic, 0.5 * jnp.square(d) / safe_beta, d - 0.5 * beta)
-    return _reduce(loss, reduction)
+    return _reduce(loss, reduction, mask)
 
 
 def huber_loss(
-    input: ArrayLike, target: ArrayLike, *, reduction: Reduction = "mean", delta: float = 1.0
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    reduction: Reduction = "mean",
+    delta: float = 1.0,
+    mask: ArrayLike | None = None,
 ) -> jax.Array:
     """Huber loss, as ``torch.nn.functional.huber_loss``.
 
@@ -235,6 +285,9 @@ def huber_loss(
             takes it positionally).
         delta: the threshold between the quadratic and linear parts, ``> 0``. A traced
             value is accepted (it is then not validated).
+        mask: optional bool ``(N,)`` (or any leading part of the loss's shape): elements
+            of rows where it is False count in neither the sum nor the mean's
+            denominator, as if absent (a padded last batch). Not in PyTorch.
 
     Returns:
         A scalar, or ``(*)`` for ``reduction="none"``; float32 (float64 for float64 input).
@@ -249,7 +302,7 @@ def huber_loss(
     x, t = _elementwise_args(fn, input, target, reduction)
     d = jnp.abs(x - t)
     loss = jnp.where(d < delta, 0.5 * jnp.square(d), delta * (d - 0.5 * delta))
-    return _reduce(loss, reduction)
+    return _reduce(loss, reduction, mask)
 
 
 # ---------------------------------------------------------------------------------------
@@ -282,6 +335,7 @@ def _weighted_nll(
     ignore_index: int,
     reduction: str,
     label_smoothing: float | jax.Array = 0.0,
+    mask: ArrayLike | None = None,
 ) -> jax.Array:
     """PyTorch's weighted NLL (and label-smoothed cross-entropy) on class indices.
 
@@ -291,6 +345,9 @@ def _weighted_nll(
     """
     num_classes = log_probs.shape[-1]
     keep = target != ignore_index
+    m = _row_mask(mask, target.shape)
+    if m is not None:  # masked rows count like ignored targets
+        keep = keep & m
     in_range = (target >= 0) & (target < num_classes)
     index = jnp.where(keep & in_range, target, 0).astype(jnp.int32)
     picked = jnp.take_along_axis(log_probs, index[..., None], axis=-1)[..., 0]
@@ -302,11 +359,12 @@ def _weighted_nll(
         per_class = log_probs if weight is None else log_probs * _along_last(weight, log_probs)
         smooth = jnp.where(keep, -jnp.sum(per_class, axis=-1), 0.0)
         loss = (1.0 - label_smoothing) * loss + (label_smoothing / num_classes) * smooth
+    loss = jnp.where(keep, loss, jnp.zeros((), loss.dtype))  # masked rows may hold nan
     # Class indices cannot be checked under jit; make a bad one visible instead of silent.
     loss = jnp.where(keep & ~in_range, jnp.nan, loss)
     if reduction == "mean":
         return jnp.sum(loss) / jnp.sum(w)
-    return _reduce(loss, reduction)
+    return _reduce(loss, reduction, mask)
 
 
 def cross_entropy(
@@ -317,6 +375,7 @@ def cross_entropy(
     ignore_index: int = -100,
     reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
+    mask: ArrayLike | None = None,
 ) -> jax.Array:
     """Cross-entropy between logits and class indices or class probabilities.
 
@@ -351,6 +410,9 @@ def cross_entropy(
             probability targets, as in PyTorch.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         label_smoothing: ``eps`` in ``[0, 1]``. A traced value is accepted (not validated).
+        mask: optional bool ``(N,)`` (or any leading part of the loss's shape): elements
+            of rows where it is False count in neither the sum nor the mean's
+            denominator, as if absent (a padded last batch). Not in PyTorch.
 
     Returns:
         A scalar, or the per-element loss of shape ``input.shape[:-1]`` for
@@ -393,7 +455,7 @@ def cross_entropy(
         if not (_is_concrete_number(label_smoothing) and label_smoothing == 0):
             q = q * (1.0 - label_smoothing) + label_smoothing / num_classes
         per_class = log_probs * q if w is None else log_probs * q * _along_last(w, q)
-        return _reduce(-jnp.sum(per_class, axis=-1), reduction)
+        return _reduce(-jnp.sum(per_class, axis=-1), reduction, mask)
 
     if not jnp.issubdtype(t.dtype, jnp.integer):
         raise ShapeError(
@@ -402,7 +464,7 @@ def cross_entropy(
         )
     no_class_axis = "the input's shape without its last, class axis"
     _check_shape(fn, t, x.shape[:-1], "class-index target", no_class_axis)
-    return _weighted_nll(log_probs, t, w, ignore_index, reduction, label_smoothing)
+    return _weighted_nll(log_probs, t, w, ignore_index, reduction, label_smoothing, mask)
 
 
 def nll_loss(
@@ -412,6 +474,7 @@ def nll_loss(
     *,
     ignore_index: int = -100,
     reduction: Reduction = "mean",
+    mask: ArrayLike | None = None,
 ) -> jax.Array:
     """Negative log-likelihood of class indices, as ``torch.nn.functional.nll_loss``.
 
@@ -428,6 +491,9 @@ def nll_loss(
         weight: optional class weights ``(C,)``.
         ignore_index: targets with this value are left out of the loss and the mean.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        mask: optional bool ``(N,)`` (or any leading part of the loss's shape): elements
+            of rows where it is False count in neither the sum nor the mean's
+            denominator, as if absent (a padded last batch). Not in PyTorch.
 
     Returns:
         A scalar, or ``input.shape[:-1]`` for ``reduction="none"``; float32 (float64 for
@@ -449,7 +515,7 @@ def nll_loss(
     t = jnp.asarray(target)
     check_dtype(fn, t, "integer", "target")
     _check_shape(fn, t, x.shape[:-1], "target", "the input's shape without its last, class axis")
-    return _weighted_nll(x, t, w, ignore_index, reduction)
+    return _weighted_nll(x, t, w, ignore_index, reduction, mask=mask)
 
 
 # ---------------------------------------------------------------------------------------
@@ -486,6 +552,7 @@ def binary_cross_entropy(
     weight: ArrayLike | None = None,
     *,
     reduction: Reduction = "mean",
+    mask: ArrayLike | None = None,
 ) -> jax.Array:
     """Binary cross-entropy of probabilities, as ``torch.nn.functional.binary_cross_entropy``.
 
@@ -501,6 +568,9 @@ def binary_cross_entropy(
         target: ``(*)``, the input's shape; floats in ``[0, 1]``, integers or bools.
         weight: optional rescaling ``w`` broadcastable to ``(*)``.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        mask: optional bool ``(N,)`` (or any leading part of the loss's shape): elements
+            of rows where it is False count in neither the sum nor the mean's
+            denominator, as if absent (a padded last batch). Not in PyTorch.
 
     Returns:
         A scalar, or ``(*)`` for ``reduction="none"``; float32 (float64 for float64 input).
@@ -516,7 +586,7 @@ def binary_cross_entropy(
     loss = _bce(x, t)
     if w is not None:
         loss = loss * w
-    return _reduce(loss, reduction)
+    return _reduce(loss, reduction, mask)
 
 
 def binary_cross_entropy_with_logits(
@@ -526,6 +596,7 @@ def binary_cross_entropy_with_logits(
     *,
     reduction: Reduction = "mean",
     pos_weight: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
 ) -> jax.Array:
     """Sigmoid + binary cross-entropy in one stable step.
 
@@ -545,6 +616,9 @@ def binary_cross_entropy_with_logits(
         pos_weight: optional weight of positive examples, broadcastable to ``(*)``; for
             multi-label ``(..., C)`` input, a ``(C,)`` vector (channels last, so PyTorch's
             ``(C, 1, 1)`` for images becomes ``(C,)``).
+        mask: optional bool ``(N,)`` (or any leading part of the loss's shape): elements
+            of rows where it is False count in neither the sum nor the mean's
+            denominator, as if absent (a padded last batch). Not in PyTorch.
 
     Returns:
         A scalar, or ``(*)`` for ``reduction="none"``; float32 (float64 for float64 input).
@@ -564,7 +638,7 @@ def binary_cross_entropy_with_logits(
     loss = (1.0 - t) * jax.nn.softplus(x) + positive
     if w is not None:
         loss = loss * w
-    return _reduce(loss, reduction)
+    return _reduce(loss, reduction, mask)
 
 
 def kl_div(
@@ -573,6 +647,7 @@ def kl_div(
     *,
     reduction: Literal["mean", "batchmean", "sum", "none"] = "mean",
     log_target: bool = False,
+    mask: ArrayLike | None = None,
 ) -> jax.Array:
     """Kullback-Leibler divergence ``KL(target || exp(input))``, as ``torch.nn.functional.kl_div``.
 
@@ -592,6 +667,9 @@ def kl_div(
             shape (PyTorch broadcasts).
         reduction: ``"mean"``, ``"batchmean"``, ``"sum"`` or ``"none"``.
         log_target: whether ``target`` holds log-probabilities.
+        mask: optional bool ``(N,)`` (or any leading part of the loss's shape): elements
+            of rows where it is False count in neither the sum nor the mean's
+            denominator, as if absent (a padded last batch). Not in PyTorch.
 
     Returns:
         A scalar, or ``(N, *)`` for ``reduction="none"``; float32 (float64 for float64
@@ -608,5 +686,7 @@ def kl_div(
     _check_shape(fn, t, x.shape, "target", "the input's shape")
     loss = jnp.exp(t) * (t - x) if log_target else xlogy(t, t) - t * x
     if reduction == "batchmean":
+        if mask is not None:
+            return _reduce(loss, "sum", mask) / jnp.sum(jnp.asarray(mask))
         return jnp.sum(loss) / x.shape[0] if x.ndim > 0 else jnp.sum(loss)
-    return _reduce(loss, reduction)
+    return _reduce(loss, reduction, mask)

@@ -643,3 +643,69 @@ def test_shape_error_is_raised_while_tracing():
 def test_docstring_examples_run():
     result = doctest.testmod(L, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+# --- masks: padded rows count in neither the sum nor the mean's denominator ----------------
+
+_RNG = np.random.default_rng(42)
+_X = _RNG.normal(size=(6, 4)).astype(np.float32)
+_Y = _RNG.integers(0, 4, 6)
+_P = (_RNG.uniform(size=(6, 4)) * 0.8 + 0.1).astype(np.float32)
+_T = _RNG.uniform(size=(6, 4)).astype(np.float32)
+_MASK = np.array([True, True, False, True, False, True])
+_W = np.array([0.5, 2.0, 1.0, 3.0], np.float32)
+
+
+@pytest.mark.parametrize(
+    "name, call",
+    [
+        ("mse", lambda x, y, **k: L.mse_loss(x, y, **k)),
+        ("l1", lambda x, y, **k: L.l1_loss(x, y, **k)),
+        ("smooth_l1", lambda x, y, **k: L.smooth_l1_loss(x, y, beta=0.5, **k)),
+        ("huber", lambda x, y, **k: L.huber_loss(x, y, delta=0.5, **k)),
+        ("bce", lambda x, y, **k: L.binary_cross_entropy(jax.nn.sigmoid(x), y, **k)),
+        (
+            "bce_logits",
+            lambda x, y, **k: L.binary_cross_entropy_with_logits(x, y, pos_weight=_W, **k),
+        ),
+        (
+            "kl_batchmean",
+            lambda x, y, **k: L.kl_div(x, y, reduction=k.pop("reduction", "batchmean"), **k),
+        ),
+        ("ce_prob", lambda x, y, **k: L.cross_entropy(x, y, weight=_W, label_smoothing=0.1, **k)),
+    ],
+)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_mask_equals_dropping_the_rows_elementwise(name, call, reduction):
+    if name == "kl_batchmean" and reduction == "mean":
+        reduction = "batchmean"
+    full = call(_X, _T, reduction=reduction, mask=_MASK)
+    kept = call(_X[_MASK], _T[_MASK], reduction=reduction)
+    np.testing.assert_allclose(full, kept, rtol=1e-6)
+
+
+@pytest.mark.parametrize("fn", ["cross_entropy", "nll_loss"])
+def test_mask_with_class_weights_and_ignore_index_matches_pytorch_mean(fn):
+    y = _Y.copy()
+    y[0] = -100  # ignored as well as masked rows
+    loss = getattr(L, fn)
+    x = _X if fn == "cross_entropy" else jax.nn.log_softmax(_X)
+    full = loss(x, y, _W, mask=_MASK)
+    kept = loss(np.asarray(x)[_MASK], y[_MASK], _W)
+    np.testing.assert_allclose(full, kept, rtol=1e-6)
+    none = loss(x, y, _W, reduction="none", mask=_MASK)
+    assert np.all(np.asarray(none)[~_MASK] == 0)
+
+
+def test_masked_rows_may_hold_nan():
+    x = _X.copy()
+    x[~_MASK] = np.nan
+    assert np.isfinite(L.cross_entropy(x, _Y, mask=_MASK))
+    assert np.isfinite(L.mse_loss(x, _T, mask=_MASK))
+
+
+def test_bad_mask_is_reported():
+    with pytest.raises(ShapeError, match="mask"):
+        L.mse_loss(_X, _T, mask=np.ones(5, bool))
+    with pytest.raises(ShapeError, match="mask"):
+        L.mse_loss(_X, _T, mask=np.ones(6))
