@@ -16,3 +16,4 @@ from funcnet.nn._normalization import *
 from funcnet.nn._pooling import *
 from funcnet.nn._recurrent import *
 from funcnet.nn._state_dict import *
+from funcnet.nn._transformer import *

@@ -1,3 +1,265 @@
-"""Placeholder: filled in by the _attention work."""
+"""MultiheadAttention with PyTorch's arguments, masks, outputs and parameter names."""
 
-__all__: list[str] = []
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from funcnet import functional as F
+from funcnet.errors import ShapeError, check_dtype, check_last_dim, check_ndim
+from funcnet.functional._attention import attention
+from funcnet.nn import init as init_lib
+from funcnet.nn._linear import Linear, compute_dtype
+from funcnet.nn._module import Context, Module, _name_hash
+
+__all__ = ["MultiheadAttention"]
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class MultiheadAttention(Module):
+    """Multi-head attention (``torch.nn.MultiheadAttention``).
+
+    ``out_proj(concat_h softmax(q_h k_hᵀ / sqrt(d) + mask) v_h)`` with q, k, v the input
+    projections split into ``num_heads`` heads of size d = embed_dim / num_heads.
+
+    Parameters, PyTorch's names with weights transposed to funcnet's (in, out):
+    ``in_proj_weight`` (embed_dim, 3·embed_dim), columns q | k | v (PyTorch's is
+    (3·embed_dim, embed_dim)); when ``kdim`` or ``vdim`` differ from embed_dim instead
+    ``q_proj_weight`` (embed_dim, embed_dim), ``k_proj_weight`` (kdim, embed_dim),
+    ``v_proj_weight`` (vdim, embed_dim); ``in_proj_bias`` (3·embed_dim,);
+    ``out_proj.weight`` (embed_dim, embed_dim), ``out_proj.bias``. Initialised as PyTorch:
+    Xavier-uniform input projections, zero biases, default Linear ``out_proj.weight``.
+
+    Args:
+        embed_dim: E, the query's features and the output's.
+        num_heads: heads; must divide embed_dim.
+        dropout: dropout on the attention weights, in training mode.
+        bias: whether to learn ``in_proj_bias`` and ``out_proj.bias``.
+        add_bias_kv, add_zero_attn: kept for PyTorch's positional order; only False.
+        kdim, vdim: features of key and value (default embed_dim).
+        batch_first: inputs and output are (B, L, E) instead of PyTorch's default (L, B, E).
+        implementation: ``None`` (auto: cuDNN's fused kernel on a CUDA GPU for
+            float16/bfloat16, else XLA), ``"xla"`` or ``"cudnn"``; used only when the
+            weights are not needed and no attention dropout applies.
+        dtype: dtype of the parameters.
+
+    ``forward(ctx, query, key, value, key_padding_mask=None, need_weights=True,
+    attn_mask=None, average_attn_weights=True, is_causal=False)`` with query (L, B, E)
+    (or (B, L, E) if batch_first, or unbatched (L, E)), key (S, B, kdim), value
+    (S, B, vdim), returns ``(output, weights)``: output of query's shape and dtype;
+    weights (B, L, S) averaged over heads, (B, num_heads, L, S) with
+    ``average_attn_weights=False``, or None with ``need_weights=False`` (then
+    ``jax.nn.dot_product_attention`` runs, fused where possible). Masks as PyTorch:
+
+    - ``key_padding_mask`` (B, S): boolean True = ignore that key, or floating, added.
+    - ``attn_mask`` (L, S) or (B·num_heads, L, S): boolean True = *not* allowed, or
+      floating, added to the logits.
+    - ``is_causal=True`` masks keys after each query's position; unlike PyTorch it needs
+      no ``attn_mask`` (if given, both apply).
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnet import nn
+        >>> mha = nn.MultiheadAttention(16, 4, batch_first=True)
+        >>> params, state = mha.init(jax.random.key(0))
+        >>> x = jnp.ones((2, 5, 16))
+        >>> padding = jnp.array([[False] * 5, [False] * 3 + [True] * 2])  # True = ignore
+        >>> (out, weights), _ = mha.apply(params, state, x, x, x, key_padding_mask=padding)
+        >>> out.shape, weights.shape
+        ((2, 5, 16), (2, 5, 5))
+    """
+
+    embed_dim: int
+    num_heads: int
+    dropout: float = 0.0
+    bias: bool = True
+    add_bias_kv: bool = False
+    add_zero_attn: bool = False
+    kdim: int | None = None
+    vdim: int | None = None
+    batch_first: bool = False
+    implementation: str | None = None
+    dtype: Any = jnp.float32
+
+    def __post_init__(self) -> None:
+        if self.embed_dim <= 0 or self.num_heads <= 0 or self.embed_dim % self.num_heads:
+            raise ValueError(
+                f"MultiheadAttention: embed_dim must be divisible by num_heads, got "
+                f"{self.embed_dim} and {self.num_heads}"
+            )
+        if self.add_bias_kv or self.add_zero_attn:
+            raise NotImplementedError(
+                "MultiheadAttention: add_bias_kv and add_zero_attn are not supported by funcnet"
+            )
+        if not 0.0 <= self.dropout <= 1.0:
+            raise ValueError(f"MultiheadAttention: dropout must be in [0, 1], got {self.dropout}")
+        if self.implementation not in (None, "xla", "cudnn"):
+            raise ValueError(
+                f"MultiheadAttention: implementation must be None, 'xla' or 'cudnn', got "
+                f"{self.implementation!r}"
+            )
+        out_proj = Linear(
+            self.embed_dim,
+            self.embed_dim,
+            bias=self.bias,
+            bias_init=init_lib.zeros,
+            dtype=self.dtype,
+        )
+        object.__setattr__(self, "out_proj", out_proj)
+
+    @property
+    def _kdim(self) -> int:
+        return self.embed_dim if self.kdim is None else self.kdim
+
+    @property
+    def _vdim(self) -> int:
+        return self.embed_dim if self.vdim is None else self.vdim
+
+    @property
+    def _packed(self) -> bool:
+        return self._kdim == self.embed_dim and self._vdim == self.embed_dim
+
+    def init(self, key: jax.Array) -> tuple[dict, dict]:
+        e = self.embed_dim
+
+        def xavier(name: str, shape: tuple[int, int]) -> jax.Array:
+            return init_lib.xavier_uniform(
+                jax.random.fold_in(key, _name_hash(name)), shape, self.dtype
+            )
+
+        if self._packed:
+            params = {"in_proj_weight": xavier("in_proj_weight", (e, 3 * e))}
+        else:
+            params = {
+                "q_proj_weight": xavier("q_proj_weight", (e, e)),
+                "k_proj_weight": xavier("k_proj_weight", (self._kdim, e)),
+                "v_proj_weight": xavier("v_proj_weight", (self._vdim, e)),
+            }
+        if self.bias:
+            params["in_proj_bias"] = jnp.zeros((3 * e,), self.dtype)
+        params["out_proj"] = self.out_proj.init(jax.random.fold_in(key, _name_hash("out_proj")))[0]
+        return params, {}
+
+    def _projection_weights(self, ctx: Context, dtype: Any) -> tuple[jax.Array, ...]:
+        e = self.embed_dim
+        if self._packed:
+            w = ctx.param("in_proj_weight", dtype)
+            weights = (w[:, :e], w[:, e : 2 * e], w[:, 2 * e :])
+        else:
+            weights = tuple(ctx.param(f"{n}_proj_weight", dtype) for n in "qkv")
+        if not self.bias:
+            return (*weights, None, None, None)
+        b = ctx.param("in_proj_bias", dtype)
+        return (*weights, b[:e], b[e : 2 * e], b[2 * e :])
+
+    def forward(
+        self,
+        ctx: Context,
+        query: jax.Array,
+        key: jax.Array,
+        value: jax.Array,
+        key_padding_mask: jax.Array | None = None,
+        need_weights: bool = True,
+        attn_mask: jax.Array | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[jax.Array, jax.Array | None]:
+        layout = "(B, L, E)" if self.batch_first else "(L, B, E)"
+        check_ndim(ctx, query, (2, 3), "query", f"{layout} or unbatched (L, E)")
+        expected = (("query", query, self.embed_dim), ("key", key, self._kdim))
+        for name, arr, size in (*expected, ("value", value, self._vdim)):
+            check_ndim(ctx, arr, jnp.ndim(query), name)
+            check_last_dim(ctx, arr, size, name)
+            check_dtype(ctx, arr, "floating", name)
+        batched = jnp.ndim(query) == 3
+
+        def batch_major(x: jax.Array) -> jax.Array:
+            if not batched:
+                return x[None]
+            return x if self.batch_first else jnp.swapaxes(x, 0, 1)
+
+        q_in, k_in, v_in = batch_major(query), batch_major(key), batch_major(value)
+        b, length = jnp.shape(q_in)[:2]
+        source = jnp.shape(k_in)[1]
+        if jnp.shape(k_in)[:2] != jnp.shape(v_in)[:2] or jnp.shape(k_in)[0] != b:
+            raise ShapeError(
+                f"{ctx.path} (MultiheadAttention): query, key and value need one batch size and "
+                f"key and value one length, got shapes {jnp.shape(query)}, {jnp.shape(key)}, "
+                f"{jnp.shape(value)} (batch_first={self.batch_first})"
+            )
+        mask, bias = self._masks(ctx, key_padding_mask, attn_mask, b, length, source, batched)
+
+        dtype = compute_dtype(query)
+        wq, wk, wv, bq, bk, bv = self._projection_weights(ctx, dtype)
+        heads, head_dim = self.num_heads, self.embed_dim // self.num_heads
+        q = F.linear(q_in, wq, bq).reshape(b, length, heads, head_dim)
+        k = F.linear(k_in.astype(dtype), wk, bk).reshape(b, source, heads, head_dim)
+        v = F.linear(v_in.astype(dtype), wv, bv).reshape(b, source, heads, head_dim)
+
+        p = self.dropout if ctx.train else 0.0
+        out, weights = attention(
+            q,
+            k,
+            v,
+            mask=mask,
+            bias=bias,
+            is_causal=is_causal,
+            dropout_p=p,
+            dropout_key=ctx.next_key() if p > 0.0 else None,
+            need_weights=need_weights,
+            implementation=self.implementation,
+        )
+        out = self.out_proj(ctx, out.reshape(b, length, self.embed_dim))
+        out = out[0] if not batched else (out if self.batch_first else jnp.swapaxes(out, 0, 1))
+        if weights is not None:
+            if average_attn_weights:
+                weights = jnp.mean(weights, axis=1)
+            if not batched:
+                weights = weights[0]
+        return out, weights
+
+    def _masks(
+        self,
+        ctx: Context,
+        key_padding_mask: jax.Array | None,
+        attn_mask: jax.Array | None,
+        b: int,
+        length: int,
+        source: int,
+        batched: bool,
+    ) -> tuple[jax.Array | None, jax.Array | None]:
+        """PyTorch's masks as (boolean True = attend, additive float), each (B|1, N|1, L, S)."""
+        masks, biases = [], []
+        where = f"{ctx.path} (MultiheadAttention)"
+        if key_padding_mask is not None:
+            want = (b, source) if batched else (source,)
+            if jnp.shape(key_padding_mask) != want:
+                raise ShapeError(
+                    f"{where}: expected key_padding_mask of shape {want} (batch, source length), "
+                    f"got {jnp.shape(key_padding_mask)}"
+                )
+            kpm = jnp.reshape(key_padding_mask, (b, 1, 1, source))
+            (masks if kpm.dtype == jnp.bool_ else biases).append(kpm)
+        if attn_mask is not None:
+            shape = jnp.shape(attn_mask)
+            rows = b * self.num_heads
+            if shape == (length, source):
+                am = jnp.reshape(attn_mask, (1, 1, length, source))
+            elif shape == (rows, length, source):
+                am = jnp.reshape(attn_mask, (b, self.num_heads, length, source))
+            else:
+                raise ShapeError(
+                    f"{where}: expected attn_mask of shape {(length, source)} or "
+                    f"{(rows, length, source)} (batch * num_heads, target, source), got {shape}"
+                )
+            (masks if am.dtype == jnp.bool_ else biases).append(am)
+        mask = None
+        for m in masks:  # PyTorch's True means "masked": invert to "attend"
+            mask = ~m if mask is None else jnp.logical_and(mask, ~m)
+        bias = None
+        for a in biases:
+            bias = a if bias is None else bias + a
+        return mask, bias

@@ -1,0 +1,349 @@
+"""MultiheadAttention, scaled_dot_product_attention and rotary embeddings against NumPy
+written here and against PyTorch.
+
+References take PyTorch's layouts (``in_proj_weight`` (3E, E), ``out_proj.weight``
+(E, E) as (out, in)); ``_to_funcnet`` transposes the 2-D weights explicitly.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import funcnet.functional as F
+from funcnet import nn
+from funcnet.errors import ShapeError
+from funcnet.functional import _attention
+from tests.conftest import torch_or_skip
+
+E, N, L, S, B = 8, 2, 5, 6, 3
+RNG = np.random.default_rng(0)
+KPM = np.zeros((B, S), bool)
+KPM[0, -2:] = True
+KPM[2, -1] = True
+AM_BOOL = RNG.random((L, S)) < 0.3
+AM_BOOL[:, 0] = False  # every query keeps one key
+AM_FLOAT3 = RNG.standard_normal((B * N, L, S)).astype(np.float32)
+MASKS = {
+    "none": {},
+    "key_padding_bool": {"key_padding_mask": KPM},
+    "key_padding_float": {"key_padding_mask": np.where(KPM, -1e4, 0.0).astype(np.float32)},
+    "attn_bool_2d": {"attn_mask": AM_BOOL},
+    "attn_float_3d": {"attn_mask": AM_FLOAT3},
+    "causal": {"is_causal": True},
+    "attn_and_padding": {"attn_mask": AM_BOOL, "key_padding_mask": KPM},
+}
+
+
+# ------------------------------------------------------------------ NumPy reference
+def torch_layout_params(kdim=E, vdim=E, seed=0):
+    rng = np.random.default_rng(seed)
+    params = {
+        "in_proj_bias": rng.standard_normal(3 * E).astype(np.float32) * 0.1,
+        "out_proj": {
+            "weight": rng.standard_normal((E, E)).astype(np.float32) * 0.3,
+            "bias": rng.standard_normal(E).astype(np.float32) * 0.1,
+        },
+    }
+    if kdim == vdim == E:
+        params["in_proj_weight"] = rng.standard_normal((3 * E, E)).astype(np.float32) * 0.3
+    else:
+        params["q_proj_weight"] = rng.standard_normal((E, E)).astype(np.float32) * 0.3
+        params["k_proj_weight"] = rng.standard_normal((E, kdim)).astype(np.float32) * 0.3
+        params["v_proj_weight"] = rng.standard_normal((E, vdim)).astype(np.float32) * 0.3
+    return params
+
+
+def _to_funcnet(tree):
+    return {
+        k: _to_funcnet(v) if isinstance(v, dict) else jnp.asarray(v.T if v.ndim == 2 else v)
+        for k, v in tree.items()
+    }
+
+
+def np_mha(p, q, k, v, key_padding_mask=None, attn_mask=None, is_causal=False):
+    """Batch-first (B, L, E) inputs, a loop over batch and heads; returns (out, weights)."""
+    if "in_proj_weight" in p:
+        wq, wk, wv = np.split(p["in_proj_weight"], 3)
+    else:
+        wq, wk, wv = p["q_proj_weight"], p["k_proj_weight"], p["v_proj_weight"]
+    bq, bk, bv = np.split(p["in_proj_bias"], 3)
+    d = E // N
+    out = np.zeros((q.shape[0], q.shape[1], E))
+    weights = np.zeros((q.shape[0], N, q.shape[1], k.shape[1]))
+    for b in range(q.shape[0]):
+        qb, kb, vb = q[b] @ wq.T + bq, k[b] @ wk.T + bk, v[b] @ wv.T + bv
+        for h in range(N):
+            sl = slice(h * d, (h + 1) * d)
+            logits = qb[:, sl] @ kb[:, sl].T / np.sqrt(d)
+            if attn_mask is not None:
+                am = attn_mask if attn_mask.ndim == 2 else attn_mask[b * N + h]
+                logits = np.where(am, -np.inf, logits) if am.dtype == bool else logits + am
+            if key_padding_mask is not None:
+                kpm = key_padding_mask[b]
+                logits = np.where(kpm, -np.inf, logits) if kpm.dtype == bool else logits + kpm
+            if is_causal:
+                logits = np.where(np.tril(np.ones(logits.shape, bool)), logits, -np.inf)
+            w = np.exp(logits - logits.max(-1, keepdims=True))
+            w /= w.sum(-1, keepdims=True)
+            weights[b, h] = w
+            out[b, :, sl] = w @ vb[:, sl]
+    return out @ p["out_proj"]["weight"].T + p["out_proj"]["bias"], weights
+
+
+def _inputs(kdim=E, vdim=E, seed=1):
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((B, L, E)).astype(np.float32)
+    k = rng.standard_normal((B, S, kdim)).astype(np.float32)
+    v = rng.standard_normal((B, S, vdim)).astype(np.float32)
+    return q, k, v
+
+
+def _run(model, params, *args, train=False, key=None, **kwargs):
+    """Jitted ``model.apply(...)[0]``; boolean keyword arguments are static."""
+    arrays = {k: jnp.asarray(v) for k, v in kwargs.items() if not isinstance(v, bool)}
+    static = {k: v for k, v in kwargs.items() if isinstance(v, bool)}
+    fn = jax.jit(lambda p, a, kw, k: model.apply(p, {}, *a, train=train, key=k, **kw, **static)[0])
+    return fn(params, tuple(map(jnp.asarray, args)), arrays, key)
+
+
+# --------------------------------------------------------------------------- tests
+@pytest.mark.parametrize("need_weights", [True, False], ids=["weights", "fused"])
+@pytest.mark.parametrize("mask", list(MASKS))
+def test_multihead_attention_matches_numpy(mask, need_weights):
+    tp = torch_layout_params()
+    q, k, v = _inputs()
+    model = nn.MultiheadAttention(E, N, batch_first=True)
+    out, weights = _run(
+        model, _to_funcnet(tp), q, k, v, need_weights=need_weights, average_attn_weights=False,
+        **MASKS[mask],
+    )  # fmt: skip
+    ref_out, ref_w = np_mha(tp, q, k, v, **MASKS[mask])
+    np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-5)
+    if need_weights:
+        np.testing.assert_allclose(weights, ref_w, rtol=1e-5, atol=1e-6)
+    else:
+        assert weights is None
+
+
+def test_kdim_vdim_sequence_first_and_averaged_weights_match_numpy():
+    tp = torch_layout_params(kdim=3, vdim=5)
+    q, k, v = _inputs(kdim=3, vdim=5)
+    model = nn.MultiheadAttention(E, N, kdim=3, vdim=5)
+    seq_first = [x.transpose(1, 0, 2) for x in (q, k, v)]
+    out, weights = _run(model, _to_funcnet(tp), *seq_first, key_padding_mask=KPM)
+    ref_out, ref_w = np_mha(tp, q, k, v, key_padding_mask=KPM)
+    np.testing.assert_allclose(out, ref_out.transpose(1, 0, 2), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(weights, ref_w.mean(1), rtol=1e-5, atol=1e-6)
+    # unbatched (L, E) input gives the first batch element's result
+    out1, w1 = _run(model, _to_funcnet(tp), q[0], k[0], v[0])
+    ref1, _ = np_mha(tp, q[:1], k[:1], v[:1])
+    np.testing.assert_allclose(out1, ref1[0], rtol=1e-5, atol=1e-5)
+    assert w1.shape == (L, S)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("mask", ["key_padding_bool", "attn_float_3d", "attn_and_padding"])
+def test_multihead_attention_matches_pytorch(mask):
+    torch = torch_or_skip()
+    torch.manual_seed(0)
+    tm = torch.nn.MultiheadAttention(E, N)
+    params = _to_funcnet(nn.unflatten_dict({k: v.numpy() for k, v in tm.state_dict().items()}))
+    q, k, v = (x.transpose(1, 0, 2) for x in _inputs())
+    kwargs = MASKS[mask]
+    want, want_w = tm(
+        *map(torch.tensor, (q, k, v)), **{a: torch.tensor(m) for a, m in kwargs.items()}
+    )
+    out, weights = _run(nn.MultiheadAttention(E, N), params, q, k, v, **kwargs)
+    np.testing.assert_allclose(out, want.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(weights, want_w.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.torch
+def test_default_init_and_names_match_pytorch(key):
+    torch = torch_or_skip()
+    for kw in ({}, {"kdim": 3, "vdim": 5}, {"bias": False}):
+        tm = torch.nn.MultiheadAttention(E, N, **kw)
+        params, state = nn.MultiheadAttention(E, N, **kw).init(key)
+        flat = nn.state_dict(params, state)
+        assert {k: v.shape for k, v in flat.items()} == {
+            k: tuple(v.shape[::-1]) for k, v in tm.state_dict().items()
+        }
+    params, _ = nn.MultiheadAttention(E, N).init(key)
+    assert float(jnp.max(jnp.abs(params["in_proj_weight"]))) <= np.sqrt(6 / (4 * E))
+    assert not jnp.any(params["in_proj_bias"]) and not jnp.any(params["out_proj"]["bias"])
+
+
+def test_gradients_match_finite_differences_and_the_fused_path():
+    tp = torch_layout_params()
+    model = nn.MultiheadAttention(E, N, batch_first=True)
+    kpm = jnp.asarray(KPM)
+
+    def loss(p, q, k, v, need_weights):
+        (out, _), _ = model.apply(p, {}, q, k, v, key_padding_mask=kpm, need_weights=need_weights)
+        return jnp.sum(jnp.sin(out))
+
+    # JAX's dot_product_attention takes its softmax in float32 even for float64 inputs, so
+    # finite differences check the explicit path; the fused path's gradient must match it.
+    with jax.enable_x64(True):
+        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), _to_funcnet(tp))
+        q, k, v = (jnp.asarray(a, jnp.float64) for a in _inputs())
+        explicit = jax.jit(lambda p, q, k: loss(p, q, k, v, True))
+        check_grads(explicit, (params, q, k), order=1, modes=("rev",))
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3)), static_argnums=4)
+    args = (_to_funcnet(tp), *map(jnp.asarray, _inputs()))
+    for a, b in zip(jax.tree.leaves(grad(*args, True)), jax.tree.leaves(grad(*args, False))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_dropout_on_weights_only_in_training():
+    model = nn.MultiheadAttention(E, N, dropout=0.5, batch_first=True)
+    params, _ = model.init(jax.random.key(0))
+    q, _, _ = _inputs()
+    plain = _run(model, params, q, q, q)
+    fused = _run(model, params, q, q, q, need_weights=False)
+    np.testing.assert_allclose(plain[0], fused[0], rtol=1e-5, atol=1e-6)
+    a = _run(model, params, q, q, q, train=True, key=jax.random.key(1))
+    b = _run(model, params, q, q, q, train=True, key=jax.random.key(1))
+    np.testing.assert_array_equal(a[0], b[0])
+    assert not np.allclose(a[0], plain[0])
+    assert np.all(np.isfinite(a[1]))
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        model.apply(params, {}, jnp.asarray(q), jnp.asarray(q), jnp.asarray(q), train=True)
+
+
+@pytest.mark.torch
+def test_scaled_dot_product_attention_matches_pytorch():
+    torch = torch_or_skip()
+    tf = torch.nn.functional
+    rng = np.random.default_rng(7)
+    q = rng.standard_normal((B, 4, L, 8)).astype(np.float32)
+    k = rng.standard_normal((B, 2, S, 8)).astype(np.float32)
+    v = rng.standard_normal((B, 2, S, 8)).astype(np.float32)
+    keep = rng.random((B, 1, L, S)) > 0.3
+    keep[..., 0] = True
+    bias = rng.standard_normal((L, S)).astype(np.float32)
+    cases = [{"attn_mask": keep}, {"attn_mask": bias}, {"is_causal": True}, {"scale": 0.3}]
+    tq, tk, tv = map(torch.tensor, (q, k, v))
+    sdpa = jax.jit(
+        F.scaled_dot_product_attention, static_argnames=("is_causal", "scale", "enable_gqa")
+    )
+    for kwargs in cases:
+        t_kwargs = {
+            a: torch.tensor(m) if isinstance(m, np.ndarray) else m for a, m in kwargs.items()
+        }
+        want = tf.scaled_dot_product_attention(tq, tk, tv, enable_gqa=True, **t_kwargs).numpy()
+        got = sdpa(q, k, v, enable_gqa=True, **kwargs)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=str(kwargs))
+    # 3-D (B, L, E) inputs
+    want = tf.scaled_dot_product_attention(tq[:, 0], tk[:, 0], tv[:, 0]).numpy()
+    np.testing.assert_allclose(sdpa(q[:, 0], k[:, 0], v[:, 0]), want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ShapeError, match="enable_gqa"):
+        F.scaled_dot_product_attention(q, k, v)
+
+
+def test_fully_masked_rows_stay_finite():
+    q, _, _ = _inputs()
+    model = nn.MultiheadAttention(E, N, batch_first=True)
+    params, _ = model.init(jax.random.key(0))
+    all_masked = np.ones((B, L), bool)
+    for nw in (True, False):
+        out, _ = _run(model, params, q, q, q, key_padding_mask=all_masked, need_weights=nw)
+        assert np.all(np.isfinite(out))
+
+
+def test_fused_implementation_choice(monkeypatch):
+    bf16 = jax.ShapeDtypeStruct((1, 4, 2, 64), jnp.bfloat16)
+    f32 = jax.ShapeDtypeStruct((1, 4, 2, 64), jnp.float32)
+    odd = jax.ShapeDtypeStruct((1, 4, 2, 12), jnp.bfloat16)
+    assert _attention.fused_implementation(bf16, None) == "xla"  # CPU
+    monkeypatch.setattr(_attention, "_on_gpu", lambda: True)
+    assert _attention.fused_implementation(bf16, None) == "cudnn"
+    assert _attention.fused_implementation(f32, None) == "xla"
+    assert _attention.fused_implementation(odd, None) == "xla"
+    assert _attention.fused_implementation(f32, "xla") == "xla"
+    with pytest.raises(ValueError, match="implementation"):
+        _attention.fused_implementation(f32, "flash")
+    # auto falls back to XLA when cuDNN refuses (here: no cuDNN); "cudnn" raises instead
+    x = jax.random.normal(jax.random.key(0), (1, 4, 2, 16), jnp.bfloat16)
+    out, _ = _attention.attention(x, x, x, is_causal=True)
+    want = jax.nn.dot_product_attention(x, x, x, is_causal=True, implementation="xla")
+    np.testing.assert_array_equal(out, want)
+    if jax.default_backend() != "gpu":
+        with pytest.raises(RuntimeError, match="cuDNN"):
+            _attention.attention(x, x, x, implementation="cudnn")
+
+
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs a CUDA GPU with cuDNN")
+def test_cudnn_fused_kernel_is_used_on_gpu():
+    model = nn.MultiheadAttention(128, 2, batch_first=True)
+    params, _ = model.init(jax.random.key(0))
+    x = jnp.zeros((2, 256, 128), jnp.bfloat16)
+    for causal in (False, True):
+        fn = jax.jit(
+            lambda p, x, c=causal: model.apply(p, {}, x, x, x, need_weights=False, is_causal=c)[0][
+                0
+            ]
+        )
+        hlo = fn.lower(params, x).compile().as_text()
+        assert "__cudnn$fmha" in hlo, "cuDNN flash attention custom call not found"
+
+
+def np_rope(x, positions, interleaved, base=10000.0):
+    d = x.shape[-1]
+    out = np.empty_like(x)
+    for i in range(d // 2):
+        theta = positions * base ** (-2 * i / d)
+        a, b = (2 * i, 2 * i + 1) if interleaved else (i, i + d // 2)
+        out[..., a] = x[..., a] * np.cos(theta) - x[..., b] * np.sin(theta)
+        out[..., b] = x[..., a] * np.sin(theta) + x[..., b] * np.cos(theta)
+    return out
+
+
+@pytest.mark.parametrize("interleaved", [False, True])
+def test_rotary_embedding_matches_numpy_and_is_relative(interleaved):
+    x = np.random.default_rng(8).standard_normal((2, L, N, 8)).astype(np.float32)
+    got = F.rotary_embedding(jnp.asarray(x), interleaved=interleaved)
+    ref = np_rope(x, np.arange(L)[:, None].astype(np.float64), interleaved)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    heads_first = F.rotary_embedding(jnp.asarray(x.transpose(0, 2, 1, 3)), interleaved=interleaved, seq_axis=-2)  # fmt: skip
+    np.testing.assert_allclose(heads_first, ref.transpose(0, 2, 1, 3), rtol=1e-5, atol=1e-5)
+    # q·k depends only on the offset between positions
+    q, k = x[0, 0, 0], x[0, 1, 0]
+
+    def dot(pq, pk):
+        rq = F.rotary_embedding(jnp.asarray(q)[None], jnp.array([pq]), interleaved=interleaved)
+        rk = F.rotary_embedding(jnp.asarray(k)[None], jnp.array([pk]), interleaved=interleaved)
+        return float(jnp.sum(rq * rk))
+
+    np.testing.assert_allclose(dot(3, 1), dot(10, 8), rtol=1e-4)
+
+
+def test_errors_name_the_layer():
+    model = nn.MultiheadAttention(E, N, batch_first=True)
+    params, _ = model.init(jax.random.key(0))
+    x = jnp.zeros((B, L, E))
+    with pytest.raises(ShapeError, match=r"model \(MultiheadAttention\): expected key with last dimension 8"):  # fmt: skip
+        model.apply(params, {}, x, jnp.zeros((B, S, 3)), jnp.zeros((B, S, E)))
+    with pytest.raises(ShapeError, match=r"expected key_padding_mask of shape \(3, 5\)"):
+        model.apply(params, {}, x, x, x, key_padding_mask=jnp.zeros((B, S), bool))
+    with pytest.raises(ShapeError, match=r"expected attn_mask of shape \(5, 5\) or \(6, 5, 5\)"):
+        model.apply(params, {}, x, x, x, attn_mask=jnp.zeros((L, S), bool))
+    with pytest.raises(ShapeError, match="one batch size"):
+        model.apply(params, {}, x, x[:2], x[:2])
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        nn.MultiheadAttention(E, 3)
+    with pytest.raises(NotImplementedError, match="add_bias_kv"):
+        nn.MultiheadAttention(E, N, add_bias_kv=True)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import funcnet.nn._attention as layers
+
+    result = doctest.testmod(layers)
+    assert result.attempted > 0 and result.failed == 0

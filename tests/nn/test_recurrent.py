@@ -1,0 +1,364 @@
+"""RNN, LSTM, GRU and their cells against NumPy loops written here and against PyTorch.
+
+The references take weights in PyTorch's layout ``(gates * hidden, in)``; funcnet's are the
+transposes, and every test converts explicitly with ``_to_funcnet``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import funcnet.functional as F
+from funcnet import nn
+from funcnet.errors import ShapeError
+from tests.conftest import torch_or_skip
+
+GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
+IN, H, T, B = 3, 4, 5, 3
+LENGTHS = np.array([5, 2, 4])
+
+
+# ------------------------------------------------------------------ NumPy reference
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def np_cell(kind, x, h, c, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh"):
+    """One step in PyTorch's layout and equations; returns (h', c')."""
+    gx, gh = w_ih @ x + b_ih, w_hh @ h + b_hh
+    if kind == "LSTM":
+        i, f, g, o = np.split(gx + gh, 4)
+        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+        return _sigmoid(o) * np.tanh(c), c
+    if kind == "GRU":
+        r = _sigmoid(gx[:H] + gh[:H])
+        z = _sigmoid(gx[H : 2 * H] + gh[H : 2 * H])
+        n = np.tanh(gx[2 * H :] + r * gh[2 * H :])
+        return (1 - z) * n + z * h, c
+    pre = gx + gh
+    return (np.tanh(pre) if nonlinearity == "tanh" else np.maximum(pre, 0)), c
+
+
+def np_rnn(kind, x, params, num_layers, directions, lengths, h0=None, c0=None, **kw):
+    """Loops over each sequence's valid steps only: x (T, B, IN) -> output, h_n, c_n."""
+    steps, batch = x.shape[:2]
+    out = x
+    h_n, c_n = [], []
+    for layer in range(num_layers):
+        per_dir = []
+        for d in range(directions):
+            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            w = [params[f"{n}{sfx}"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            ys = np.zeros((steps, batch, H))
+            row = layer * directions + d
+            for b in range(batch):
+                h = np.zeros(H) if h0 is None else h0[row, b]
+                c = np.zeros(H) if c0 is None else c0[row, b]
+                order = range(lengths[b]) if d == 0 else reversed(range(lengths[b]))
+                for t in order:
+                    h, c = np_cell(kind, out[t, b], h, c, *w, **kw)
+                    ys[t, b] = h
+                h_n.append(h)
+                c_n.append(c)
+            per_dir.append(ys)
+        out = np.concatenate(per_dir, axis=-1)
+    shape = (num_layers * directions, batch, H)
+    # h_n was appended per (layer, direction, batch): regroup
+    return out, np.reshape(h_n, shape), np.reshape(c_n, shape)
+
+
+def torch_layout_params(kind, num_layers, directions, seed=0, input_size=IN):
+    rng = np.random.default_rng(seed)
+    g = GATES[kind] * H
+    params = {}
+    for layer in range(num_layers):
+        n_in = input_size if layer == 0 else H * directions
+        for d in range(directions):
+            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            params[f"weight_ih{sfx}"] = rng.uniform(-0.6, 0.6, (g, n_in)).astype(np.float32)
+            params[f"weight_hh{sfx}"] = rng.uniform(-0.6, 0.6, (g, H)).astype(np.float32)
+            params[f"bias_ih{sfx}"] = rng.uniform(-0.6, 0.6, (g,)).astype(np.float32)
+            params[f"bias_hh{sfx}"] = rng.uniform(-0.6, 0.6, (g,)).astype(np.float32)
+    return params
+
+
+def _to_funcnet(torch_params):
+    """PyTorch's (gates*hidden, in) weights -> funcnet's (in, gates*hidden); biases as-is."""
+    return {
+        k: jnp.asarray(np.asarray(v).T if np.ndim(v) == 2 else v) for k, v in torch_params.items()
+    }
+
+
+def _make(kind, **kw):
+    if kind.startswith("RNN"):
+        nonlinearity = "relu" if kind == "RNN-relu" else "tanh"
+        return nn.RNN(IN, H, nonlinearity=nonlinearity, **kw)
+    return getattr(nn, kind)(IN, H, **kw)
+
+
+def _apply(model, params, *args, train=False, key=None, **kwargs):
+    fn = jax.jit(lambda p, a, k: model.apply(p, {}, *a, train=train, key=k, **kwargs)[0])
+    return fn(params, args, key)
+
+
+# --------------------------------------------------------------------------- tests
+@pytest.mark.parametrize("projection", ["hoisted", "per_step"])
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN", "RNN-relu"])
+def test_bidirectional_multilayer_with_lengths_matches_numpy(kind, projection):
+    base = kind.split("-")[0]
+    tp = torch_layout_params(base, 2, 2)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((B, T, IN)).astype(np.float32)
+    h0 = rng.standard_normal((4, B, H)).astype(np.float32)
+    c0 = rng.standard_normal((4, B, H)).astype(np.float32)
+    model = _make(
+        kind, num_layers=2, bidirectional=True, batch_first=True, input_projection=projection
+    )
+    hx = (jnp.asarray(h0), jnp.asarray(c0)) if base == "LSTM" else jnp.asarray(h0)
+    out, state = _apply(model, _to_funcnet(tp), jnp.asarray(x), hx, jnp.asarray(LENGTHS))
+
+    nl = "relu" if kind == "RNN-relu" else "tanh"
+    kw = {"nonlinearity": nl} if base == "RNN" else {}
+    ref_out, ref_h, ref_c = np_rnn(base, x.transpose(1, 0, 2), tp, 2, 2, LENGTHS, h0, c0, **kw)
+    np.testing.assert_allclose(out, ref_out.transpose(1, 0, 2), rtol=1e-5, atol=1e-5)
+    if base == "LSTM":
+        np.testing.assert_allclose(state[0], ref_h, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(state[1], ref_c, rtol=1e-5, atol=1e-5)
+    else:
+        np.testing.assert_allclose(state, ref_h, rtol=1e-5, atol=1e-5)
+    assert out.shape == (B, T, 2 * H)
+    assert np.all(np.asarray(out)[1, 2:] == 0)  # padded steps output zeros
+
+
+def test_time_major_without_lengths_matches_numpy():
+    tp = torch_layout_params("LSTM", 1, 1)
+    x = np.random.default_rng(2).standard_normal((T, B, IN)).astype(np.float32)
+    out, (h, c) = _apply(nn.LSTM(IN, H), _to_funcnet(tp), jnp.asarray(x))
+    ref_out, ref_h, _ = np_rnn("LSTM", x, tp, 1, 1, [T] * B)
+    np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(h, ref_h, rtol=1e-5, atol=1e-5)
+    assert out.shape == (T, B, H) and h.shape == c.shape == (1, B, H)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_matches_pytorch_packed_sequences_and_gradients(kind):
+    torch = torch_or_skip()
+    torch.manual_seed(0)
+    tm = getattr(torch.nn, kind)(IN, H, num_layers=2, bidirectional=True)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((T, B, IN)).astype(np.float32)
+    h0 = rng.standard_normal((4, B, H)).astype(np.float32)
+    c0 = rng.standard_normal((4, B, H)).astype(np.float32)
+    w_out = rng.standard_normal((T, B, 2 * H)).astype(np.float32)
+
+    xt = torch.tensor(x, requires_grad=True)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(
+        xt, torch.tensor(LENGTHS), enforce_sorted=False
+    )
+    hx_t = (torch.tensor(h0), torch.tensor(c0)) if kind == "LSTM" else torch.tensor(h0)
+    out_t, hn_t = tm(packed, hx_t)
+    out_t, _ = torch.nn.utils.rnn.pad_packed_sequence(out_t, total_length=T)
+    h_t = hn_t[0] if kind == "LSTM" else hn_t
+    loss_t = (out_t * torch.tensor(w_out)).sum() + h_t.square().sum()
+    loss_t.backward()
+
+    model = getattr(nn, kind)(IN, H, num_layers=2, bidirectional=True)
+    params = _to_funcnet({k: v.detach().numpy() for k, v in tm.named_parameters()})
+    hx = (jnp.asarray(h0), jnp.asarray(c0)) if kind == "LSTM" else jnp.asarray(h0)
+
+    def loss(p, x):
+        (out, hn), _ = model.apply(p, {}, x, hx, lengths=jnp.asarray(LENGTHS))
+        h = hn[0] if kind == "LSTM" else hn
+        return jnp.sum(out * w_out) + jnp.sum(h**2), out
+
+    (value, out), (g_params, g_x) = jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(
+        params, jnp.asarray(x)
+    )
+    np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(value, loss_t.item(), rtol=1e-5)
+    np.testing.assert_allclose(g_x, xt.grad.numpy(), rtol=1e-4, atol=1e-5)
+    for name, p in tm.named_parameters():
+        want = p.grad.numpy().T if p.ndim == 2 else p.grad.numpy()
+        np.testing.assert_allclose(g_params[name], want, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.torch
+def test_parameter_names_shapes_and_default_init_match_pytorch(key):
+    torch = torch_or_skip()
+    for kind in ("RNN", "LSTM", "GRU"):
+        tm = getattr(torch.nn, kind)(IN, H, num_layers=2, bidirectional=True)
+        params, state = getattr(nn, kind)(IN, H, num_layers=2, bidirectional=True).init(key)
+        want = {k: tuple(v.shape[::-1]) for k, v in tm.state_dict().items()}
+        assert {k: v.shape for k, v in nn.state_dict(params, state).items()} == want
+        bound = 1 / np.sqrt(H)
+        assert all(float(jnp.max(jnp.abs(v))) <= bound for v in params.values())
+    cells = {"RNNCell": nn.RNNCell, "LSTMCell": nn.LSTMCell, "GRUCell": nn.GRUCell}
+    for name, cls in cells.items():
+        tm = getattr(torch.nn, name)(IN, H)
+        params, _ = cls(IN, H).init(key)
+        assert {k: v.shape for k, v in params.items()} == {
+            k: tuple(v.shape[::-1]) for k, v in tm.state_dict().items()
+        }
+
+
+@pytest.mark.parametrize("kind", ["RNNCell", "LSTMCell", "GRUCell"])
+def test_cells_match_numpy_and_a_sequence_step(kind):
+    base = kind.removesuffix("Cell")
+    tp = torch_layout_params(base, 1, 1)
+    cell_tp = {k.removesuffix("_l0"): v for k, v in tp.items()}
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((B, IN)).astype(np.float32)
+    h = rng.standard_normal((B, H)).astype(np.float32)
+    c = rng.standard_normal((B, H)).astype(np.float32)
+    cell = getattr(nn, kind)(IN, H)
+    hx = (jnp.asarray(h), jnp.asarray(c)) if base == "LSTM" else jnp.asarray(h)
+    got, _ = cell.apply(_to_funcnet(cell_tp), {}, jnp.asarray(x), hx)
+    w = [cell_tp[n] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    ref = [np_cell(base, x[b], h[b], c[b], *w) for b in range(B)]
+    if base == "LSTM":
+        np.testing.assert_allclose(got[0], [r[0] for r in ref], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got[1], [r[1] for r in ref], rtol=1e-5, atol=1e-6)
+    else:
+        np.testing.assert_allclose(got, [r[0] for r in ref], rtol=1e-5, atol=1e-6)
+    # unbatched input, default zero state
+    single, _ = cell.apply(_to_funcnet(cell_tp), {}, jnp.asarray(x[0]))
+    zero = np_cell(base, x[0], np.zeros(H), np.zeros(H), *w)
+    np.testing.assert_allclose(single[0] if base == "LSTM" else single, zero[0], atol=1e-6)
+
+
+@pytest.mark.torch
+def test_cells_match_pytorch():
+    torch = torch_or_skip()
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((B, IN)).astype(np.float32)
+    h = rng.standard_normal((B, H)).astype(np.float32)
+    for kind, kw in (("RNNCell", {"nonlinearity": "relu"}), ("LSTMCell", {}), ("GRUCell", {})):
+        tm = getattr(torch.nn, kind)(IN, H, **kw)
+        params = _to_funcnet({k: v.detach().numpy() for k, v in tm.named_parameters()})
+        hx = (h, h) if kind == "LSTMCell" else h
+        want = tm(
+            torch.tensor(x), tuple(map(torch.tensor, hx)) if kind == "LSTMCell" else torch.tensor(h)
+        )
+        got, _ = getattr(nn, kind)(IN, H, **kw).apply(params, {}, jnp.asarray(x), hx)
+        if kind == "LSTMCell":
+            got, want = got[1], want[1]
+        np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_gradients_match_finite_differences():
+    tp = torch_layout_params("GRU", 1, 2)
+    lengths = jnp.asarray([4, 2])
+    with jax.enable_x64(True):
+        params = jax.tree.map(lambda v: jnp.asarray(v, jnp.float64), _to_funcnet(tp))
+        x = jax.random.normal(jax.random.key(0), (2, 4, IN), jnp.float64)
+        model = nn.GRU(IN, H, bidirectional=True, batch_first=True, dtype=jnp.float64)
+
+        def f(p, x):
+            (out, h), _ = model.apply(p, {}, x, lengths=lengths)
+            return jnp.sum(jnp.sin(out)) + jnp.sum(h**2)
+
+        check_grads(jax.jit(f), (params, x), order=1, modes=("rev",))
+
+
+@pytest.mark.parametrize("projection", ["hoisted", "per_step"])
+def test_program_size_does_not_grow_with_sequence_length(projection):
+    model = nn.LSTM(IN, H, num_layers=2, batch_first=True, input_projection=projection)
+    params, _ = model.init(jax.random.key(0))
+
+    def size(steps):
+        fn = jax.jit(lambda p, x: model.apply(p, {}, x)[0][0])
+        hlo = (
+            fn.lower(params, jax.ShapeDtypeStruct((2, steps, IN), jnp.float32)).compile().as_text()
+        )
+        return sum(1 for line in hlo.splitlines() if " = " in line)  # HLO instructions
+
+    assert size(16) == size(512)
+
+
+def test_dropout_between_layers_only_in_training():
+    model = nn.LSTM(IN, H, num_layers=2, dropout=0.5)
+    plain = nn.LSTM(IN, H, num_layers=2)
+    params, _ = model.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (T, B, IN))
+    eval_out = _apply(model, params, x)[0]
+    np.testing.assert_allclose(eval_out, _apply(plain, params, x)[0], atol=1e-6)
+    a = _apply(model, params, x, train=True, key=jax.random.key(2))[0]
+    b = _apply(model, params, x, train=True, key=jax.random.key(2))[0]
+    c = _apply(model, params, x, train=True, key=jax.random.key(3))[0]
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c) and not np.allclose(a, eval_out)
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        model.apply(params, {}, x, train=True)
+
+
+def test_unbatched_input_matches_a_batch_of_one():
+    model = nn.LSTM(IN, H, num_layers=2, bidirectional=True, batch_first=True)
+    params, _ = model.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (T, IN))
+    h0 = jax.random.normal(jax.random.key(2), (4, H))
+    (out, (h, c)), _ = model.apply(params, {}, x, (h0, h0))
+    (out_b, (_, c_b)), _ = model.apply(params, {}, x[None], (h0[:, None], h0[:, None]))
+    assert out.shape == (T, 2 * H) and h.shape == c.shape == (4, H)
+    np.testing.assert_allclose(out, out_b[0], atol=1e-6)
+    np.testing.assert_allclose(c, c_b[:, 0], atol=1e-6)
+
+
+def test_functional_layers_match_numpy():
+    tp = torch_layout_params("GRU", 1, 2)
+    x = np.random.default_rng(6).standard_normal((B, T, IN)).astype(np.float32)
+    ref_out, ref_h, _ = np_rnn("GRU", x.transpose(1, 0, 2), tp, 1, 2, LENGTHS)
+    fp = _to_funcnet(tp)
+    weights = [fp[f"{n}_l0_reverse"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    out, h = F.gru(jnp.asarray(x), None, *weights, lengths=jnp.asarray(LENGTHS), reverse=True, batch_first=True)  # fmt: skip
+    np.testing.assert_allclose(out, ref_out.transpose(1, 0, 2)[..., H:], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h, ref_h[1], rtol=1e-5, atol=1e-6)
+
+
+def test_shape_errors_name_the_layer():
+    model = nn.LSTM(IN, H, num_layers=2)
+    params, _ = model.init(jax.random.key(0))
+    x = jnp.zeros((T, B, IN))
+    with pytest.raises(ShapeError, match=r"model \(LSTM\): expected input with last dimension 3"):
+        model.apply(params, {}, jnp.zeros((T, B, IN + 1)))
+    with pytest.raises(ShapeError, match=r"model \(LSTM\): expected h_0 of shape \(2, 3, 4\)"):
+        model.apply(params, {}, x, (jnp.zeros((1, B, H)), jnp.zeros((2, B, H))))
+    with pytest.raises(ShapeError, match=r"model \(LSTM\): expected lengths of shape \(3,\)"):
+        model.apply(params, {}, x, lengths=jnp.array([1, 2]))
+    with pytest.raises(ShapeError, match=r"model \(LSTM\): expected integer lengths"):
+        model.apply(params, {}, x, lengths=jnp.ones(B))
+    with pytest.raises(ShapeError, match=r"model \(GRU\): expected 2 or 3-D input"):
+        nn.GRU(IN, H).apply(nn.GRU(IN, H).init(jax.random.key(0))[0], {}, jnp.zeros((1, T, B, IN)))
+    with pytest.raises(ValueError, match="nonlinearity"):
+        nn.RNN(IN, H, nonlinearity="sigmoid")
+    with pytest.raises(NotImplementedError, match="proj_size"):
+        nn.LSTM(IN, H, proj_size=2)
+    with pytest.raises(ValueError, match="input_projection"):
+        nn.GRU(IN, H, input_projection="fused")
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import funcnet.nn._recurrent as layers
+
+    result = doctest.testmod(layers)
+    assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("projection", ["hoisted", "per_step"])
+def test_gru_without_bias_matches_numpy(projection):
+    tp = {k: v for k, v in torch_layout_params("GRU", 1, 1).items() if k.startswith("weight")}
+    x = np.random.default_rng(7).standard_normal((T, B, IN)).astype(np.float32)
+    model = nn.GRU(IN, H, bias=False, input_projection=projection)
+    out, h = _apply(model, _to_funcnet(tp), jnp.asarray(x))
+    zero = np.zeros(3 * H, np.float32)
+    ref_out, ref_h, _ = np_rnn(
+        "GRU", x, {**tp, "bias_ih_l0": zero, "bias_hh_l0": zero}, 1, 1, [T] * B
+    )
+    np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h, ref_h, rtol=1e-5, atol=1e-6)
