@@ -90,14 +90,17 @@ def test_every_public_layer_is_registered():
     )
 
 
-def test_jit_matches_eager(entry, key):
+def test_jit_matches_eager_and_eval_shape(entry, key):
     module = entry.make()
     params, state = module.init(key)
     xs = _arrays(entry.inputs, jax.random.fold_in(key, 1))
     for train in _modes(entry):
-        eager, eager_state = _run(entry, module, params, state, xs, train)
-        jitted, jit_state = jax.jit(lambda p, s, *a, t=train: _run(entry, module, p, s, a, t))(
-            params, state, *xs
+        run = lambda p, s, *a, t=train: _run(entry, module, p, s, a, t)
+        eager, eager_state = run(params, state, *xs)
+        jitted, jit_state = jax.jit(run)(params, state, *xs)
+        spec = jax.eval_shape(run, params, state, *xs)[0]
+        assert (
+            (spec.shape, spec.dtype) == (jitted.shape, jitted.dtype) == (eager.shape, eager.dtype)
         )
         np.testing.assert_allclose(
             np.asarray(jitted, np.float32), np.asarray(eager, np.float32), rtol=2e-5, atol=2e-5
@@ -109,26 +112,10 @@ def test_jit_matches_eager(entry, key):
             np.testing.assert_allclose(
                 np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=2e-5, atol=2e-5
             )
-        chex_like = jax.tree_util.tree_map(
+        same = jax.tree_util.tree_map(
             lambda a, b: a.shape == b.shape and a.dtype == b.dtype, jit_state, state
         )
-        assert all(jax.tree_util.tree_leaves(chex_like)), (
-            "apply changed the state's shapes or dtypes"
-        )
-
-
-def test_eval_shape_matches_output(entry, key):
-    module = entry.make()
-    params, state = module.init(key)
-    xs = _arrays(entry.inputs, key)
-    for train in _modes(entry):
-        spec = jax.eval_shape(
-            lambda p, s, *a, t=train: _run(entry, module, p, s, a, t)[0], params, state, *xs
-        )
-        out = jax.jit(lambda p, s, *a, t=train: _run(entry, module, p, s, a, t)[0])(
-            params, state, *xs
-        )
-        assert (spec.shape, spec.dtype) == (out.shape, out.dtype)
+        assert all(jax.tree_util.tree_leaves(same)), "apply changed the state's shapes or dtypes"
 
 
 def test_gradients_are_finite(entry, key):

@@ -282,7 +282,7 @@ class TestJit(chex.TestCase):
         x = normal(2, 5, 5, 3)
         y, _ = self.variant(lambda x: model.apply({}, {}, x))(x)
         want, _ = ref_pool(x, None, "avg", 2, padding=1, ceil_mode=True, count_include_pad=False)
-        np.testing.assert_allclose(y, want, rtol=1e-6)
+        np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-7)  # float32 sums, order varies
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_adaptive_max_pool2d(self):
@@ -304,8 +304,9 @@ def test_unbatched_input_and_vmap():
         return out
 
     for batched, mapped, single in run(x):
-        np.testing.assert_allclose(mapped, batched, rtol=1e-6)
-        np.testing.assert_allclose(single, batched[2], rtol=1e-6)
+        # float32: XLA may order a window's sum differently in each program
+        np.testing.assert_allclose(mapped, batched, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(single, batched[2], rtol=1e-5, atol=1e-7)
     y, _ = nn.MaxPool1d(2).apply({}, {}, x[0, 0])  # (L, C)
     assert y.shape == (3, 2)
 
