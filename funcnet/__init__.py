@@ -4,9 +4,21 @@ Layers are immutable descriptions with pure ``init``/``apply``; parameters and s
 plain nested dicts of ``jax.Array``; optimizers follow optax's protocol.
 """
 
-from funcnet import errors, functional, nn
+from funcnet import checkpoint, data, errors, functional, losses, metrics, nn, optim, train
 from funcnet.errors import ShapeError
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["ShapeError", "__version__", "errors", "functional", "nn"]
+__all__ = [
+    "ShapeError",
+    "__version__",
+    "checkpoint",
+    "data",
+    "errors",
+    "functional",
+    "losses",
+    "metrics",
+    "nn",
+    "optim",
+    "train",
+]

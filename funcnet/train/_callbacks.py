@@ -1,0 +1,305 @@
+"""Callbacks for fit: early stopping, checkpoints, learning-rate control, loggers.
+
+A callback subclasses :class:`Callback` and overrides any of its hooks; each hook gets the
+running :class:`~funcnet.train.Loop` (state, epoch, step, history, stop_training) and,
+where there are any, the latest logs. Hooks run on the host between compiled steps:
+``on_fetch`` only when fit fetches metrics (every ``log_every`` steps), never per step.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = [
+    "Callback",
+    "CallbackList",
+    "CSVLogger",
+    "EarlyStopping",
+    "JSONLogger",
+    "LambdaCallback",
+    "LearningRateLogger",
+    "ModelCheckpoint",
+    "ReduceLROnPlateau",
+]
+
+
+class Callback:
+    """Base class: override the hooks you need."""
+
+    def on_fit_begin(self, loop: Any) -> None:
+        """Before the first epoch."""
+
+    def on_epoch_begin(self, loop: Any) -> None:
+        """At the start of every epoch (also a resumed, partly done one)."""
+
+    def on_fetch(self, loop: Any, logs: dict[str, Any]) -> None:
+        """After fit fetched step metrics from the device (every ``log_every`` steps)."""
+
+    def on_epoch_end(self, loop: Any, logs: dict[str, Any]) -> None:
+        """After an epoch and its evaluation; ``logs`` is the epoch's History record."""
+
+    def on_fit_end(self, loop: Any) -> None:
+        """After training ends (normally or by ``stop_training``)."""
+
+
+class CallbackList(Callback):
+    """Calls every hook of several callbacks in order."""
+
+    def __init__(self, callbacks: Sequence[Callback]) -> None:
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(
+                    f"callbacks must be funcnet.train.Callback instances, got {type(cb).__name__}"
+                )
+        self.callbacks = list(callbacks)
+
+    def on_fit_begin(self, loop: Any) -> None:
+        for cb in self.callbacks:
+            cb.on_fit_begin(loop)
+
+    def on_epoch_begin(self, loop: Any) -> None:
+        for cb in self.callbacks:
+            cb.on_epoch_begin(loop)
+
+    def on_fetch(self, loop: Any, logs: dict[str, Any]) -> None:
+        for cb in self.callbacks:
+            cb.on_fetch(loop, logs)
+
+    def on_epoch_end(self, loop: Any, logs: dict[str, Any]) -> None:
+        for cb in self.callbacks:
+            cb.on_epoch_end(loop, logs)
+
+    def on_fit_end(self, loop: Any) -> None:
+        for cb in self.callbacks:
+            cb.on_fit_end(loop)
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions, e.g. ``LambdaCallback(on_epoch_end=lambda loop, logs: ...)``."""
+
+    def __init__(self, **hooks: Callable[..., None]) -> None:
+        allowed = {"on_fit_begin", "on_epoch_begin", "on_fetch", "on_epoch_end", "on_fit_end"}
+        unknown = set(hooks) - allowed
+        if unknown:
+            raise TypeError(
+                f"LambdaCallback: unknown hooks {sorted(unknown)}; use {sorted(allowed)}"
+            )
+        for name, fn in hooks.items():
+            setattr(self, name, fn)
+
+
+def _better(mode: str, min_delta: float) -> Callable[[float, float], bool]:
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+    if mode == "min":
+        return lambda new, best: new < best - min_delta
+    return lambda new, best: new > best + min_delta
+
+
+def _monitored(logs: dict[str, Any], monitor: str, owner: str) -> float:
+    if monitor not in logs:
+        raise KeyError(
+            f"{owner}: monitored value {monitor!r} is not in the epoch logs {sorted(logs)}; pass eval_loader= to fit for val_* values"
+        )
+    return float(logs[monitor])
+
+
+class EarlyStopping(Callback):
+    """Stops training when a monitored value has stopped improving (Keras' EarlyStopping).
+
+    Args:
+        monitor: an epoch log key, e.g. ``"val_loss"`` or ``"val_accuracy"``.
+        patience: epochs without improvement before stopping.
+        mode: ``"min"`` or ``"max"``.
+        min_delta: the smallest change that counts as an improvement.
+        restore_best: on stopping, put back the parameters of the best epoch.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        patience: int = 3,
+        mode: str = "min",
+        min_delta: float = 0.0,
+        restore_best: bool = False,
+    ) -> None:
+        self.monitor, self.patience, self.restore_best = monitor, patience, restore_best
+        self._better = _better(mode, min_delta)
+        self.best = math.inf if mode == "min" else -math.inf
+        self.best_epoch: int | None = None
+        self.wait = 0
+        self._best_state: Any = None
+
+    def on_epoch_end(self, loop: Any, logs: dict[str, Any]) -> None:
+        value = _monitored(logs, self.monitor, "EarlyStopping")
+        if self._better(value, self.best):
+            self.best, self.best_epoch, self.wait = value, loop.epoch, 0
+            if self.restore_best:
+                import jax
+
+                self._best_state = jax.tree_util.tree_map(lambda a: a.copy(), loop.state)
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                loop.stop_training = True
+
+    def on_fit_end(self, loop: Any) -> None:
+        if self.restore_best and self._best_state is not None and loop.stop_training:
+            loop.state = self._best_state
+
+
+class ModelCheckpoint(Callback):
+    """Saves the TrainState (with the loader position and the epoch logs) during fit.
+
+    Uses :class:`funcnet.checkpoint.CheckpointManager`: keeps the last ``max_to_keep``
+    checkpoints and, with ``monitor``, the best one. A checkpoint holds everything a
+    resume needs: ``restore_training(directory, state, loader)`` puts it back.
+
+    Args:
+        directory: the checkpoint directory.
+        monitor: an epoch log key to keep the best checkpoint by (None: keep the last ones).
+        mode: ``"min"`` or ``"max"`` for ``monitor``.
+        max_to_keep: how many recent checkpoints to keep.
+        every_n_steps: also save at the first metrics fetch at least this many steps
+            after the previous such save (fetches come every ``log_every`` steps), for
+            long epochs; None saves at epoch ends only.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        monitor: str | None = None,
+        mode: str = "min",
+        max_to_keep: int = 3,
+        every_n_steps: int | None = None,
+    ) -> None:
+        from funcnet.checkpoint import CheckpointManager
+
+        self.monitor = monitor
+        self.every_n_steps = every_n_steps
+        self._last_periodic = 0
+        self.manager = CheckpointManager(
+            directory, max_to_keep=max_to_keep, best_metric=monitor, best_mode=mode
+        )
+        self._last_saved: int | None = None
+
+    def _save(self, loop: Any, logs: dict[str, Any]) -> None:
+        if self._last_saved == loop.step:
+            return
+        loader = loop.train_loader
+        metadata = {
+            "epoch": loop.epoch,
+            "loader": loader.state_dict() if hasattr(loader, "state_dict") else None,
+        }
+        metrics = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}
+        self.manager.save(loop.step, _arrays_of(loop.state), metrics=metrics, metadata=metadata)
+        self._last_saved = loop.step
+
+    def on_fetch(self, loop: Any, logs: dict[str, Any]) -> None:
+        if self.every_n_steps and loop.step - self._last_periodic >= self.every_n_steps:
+            self._save(loop, {})
+            self._last_periodic = loop.step
+
+    def on_epoch_end(self, loop: Any, logs: dict[str, Any]) -> None:
+        if self.monitor is not None:
+            _monitored(logs, self.monitor, "ModelCheckpoint")
+        self._save(loop, logs)
+
+
+def _arrays_of(state: Any) -> dict[str, Any]:
+    """The array fields of a TrainState, as the dict that checkpoints store."""
+    return {
+        "params": state.params,
+        "model_state": state.model_state,
+        "opt_state": state.opt_state,
+        "step": state.step,
+        "key": state.key,
+    }
+
+
+class LearningRateLogger(Callback):
+    """Records the learning rate read from the optimizer state at every metrics fetch
+    (into the step records of History, as ``lr``); epoch records carry ``lr`` anyway."""
+
+    def on_fetch(self, loop: Any, logs: dict[str, Any]) -> None:
+        from funcnet.optim import current_lr
+
+        lr = float(current_lr(loop.state.opt_state))
+        logs["lr"] = lr
+        if loop.history.steps:
+            loop.history.steps[-1]["lr"] = lr
+
+
+class ReduceLROnPlateau(Callback):
+    """Lowers the learning rate when a monitored value stops improving (PyTorch's
+    ``ReduceLROnPlateau``), by rewriting the lr stored in the optimizer state: no
+    recompilation.
+
+    Args:
+        monitor: an epoch log key.
+        mode, factor, patience, threshold, threshold_mode, cooldown, min_lr, eps:
+            as ``torch.optim.lr_scheduler.ReduceLROnPlateau``.
+    """
+
+    def __init__(self, monitor: str = "val_loss", **kwargs: Any) -> None:
+        from funcnet.optim.schedules import ReduceLROnPlateau as Plateau
+
+        self.monitor = monitor
+        self.scheduler = Plateau(**kwargs)
+
+    def on_epoch_end(self, loop: Any, logs: dict[str, Any]) -> None:
+        value = _monitored(logs, self.monitor, "ReduceLROnPlateau")
+        loop.state = loop.state.replace(opt_state=self.scheduler.step(value, loop.state.opt_state))
+
+
+class _FileLogger(Callback):
+    def __init__(self, path: str | os.PathLike, append: bool = False) -> None:
+        self.path = os.fspath(path)
+        self.append = append
+
+    def on_fit_begin(self, loop: Any) -> None:
+        parent = os.path.dirname(self.path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        if not self.append and os.path.exists(self.path):
+            os.remove(self.path)
+
+
+class CSVLogger(_FileLogger):
+    """Appends one CSV row per epoch (the History record) to ``path``."""
+
+    def on_epoch_end(self, loop: Any, logs: dict[str, Any]) -> None:
+        exists = os.path.exists(self.path) and os.path.getsize(self.path) > 0
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(logs), extrasaction="ignore")
+            if not exists:
+                writer.writeheader()
+            writer.writerow(logs)
+
+
+class JSONLogger(_FileLogger):
+    """Appends one JSON line per epoch (``{"type": "epoch", ...}``) and, with
+    ``steps=True``, one per fetched step (``{"type": "step", ...}``) to ``path``."""
+
+    def __init__(self, path: str | os.PathLike, append: bool = False, steps: bool = False) -> None:
+        super().__init__(path, append)
+        self.steps = steps
+        self._written = 0
+
+    def _write(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def on_fetch(self, loop: Any, logs: dict[str, Any]) -> None:
+        if self.steps:
+            for record in loop.history.steps[self._written :]:
+                self._write({"type": "step", **record})
+            self._written = len(loop.history.steps)
+
+    def on_epoch_end(self, loop: Any, logs: dict[str, Any]) -> None:
+        self._write({"type": "epoch", **logs})

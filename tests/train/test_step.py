@@ -1,0 +1,158 @@
+"""make_train_step / make_eval_step: compiled once, donated, correct, guarded."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from funcnet import losses, metrics, optim, train
+from tests.train._models import MLP, CountingMLP, blobs, loader
+
+
+def counted(fn, counter):
+    def wrapped(*args, **kwargs):
+        counter.append(1)
+        return fn(*args, **kwargs)
+
+    return wrapped
+
+
+def test_fit_compiles_train_and_eval_step_once_including_the_short_last_batch(key):
+    traces = []
+    state = train.TrainState.create(MLP(), optim.adam(1e-2), key)
+    train_loader = loader(100, 32)  # last batch has 4 rows: padded and masked
+    eval_loader = loader(50, 32, shuffle=False)
+    state, history = train.fit(
+        state,
+        train_loader,
+        epochs=3,
+        loss_fn=counted(losses.cross_entropy, traces),
+        metrics={"accuracy": metrics.accuracy},
+        eval_loader=eval_loader,
+        progress="quiet",
+    )
+    assert len(traces) == 2  # one trace for the train step, one for the eval step
+    assert int(state.step) == 3 * 4 and len(history.steps) == 12
+    assert history.epochs[-1]["loss"] < history.epochs[0]["loss"]
+    assert history.epochs[-1]["val_accuracy"] > 0.9
+
+
+def test_masked_loss_ignores_padding_rows(key):
+    state = train.TrainState.create(MLP(), optim.sgd(0.0), key)
+    x, y = blobs(8)
+    step = train.make_train_step(
+        losses.cross_entropy, metrics={"accuracy": metrics.accuracy}, donate=False
+    )
+    _, full = step(state, (x[:5], y[:5]), jnp.ones(5, bool))
+    padded_x = np.concatenate([x[:5], np.full((3, 8), 1e3, np.float32)])
+    _, masked = step(state, (padded_x, np.concatenate([y[:5], y[:3]])), np.arange(8) < 5)
+    np.testing.assert_allclose(masked["loss"], full["loss"], rtol=1e-6)
+    np.testing.assert_allclose(masked["accuracy"], full["accuracy"])
+    assert float(masked["count"]) == 5
+
+
+def test_step_matches_a_hand_written_step(key):
+    model, opt = MLP(), optim.adam(1e-2)
+    state = train.TrainState.create(model, opt, key)
+    x, y = blobs(32)
+
+    def reference(params, opt_state):
+        def loss(p):
+            return losses.cross_entropy(model.apply(p, {}, x, train=True)[0], y)
+
+        grads = jax.grad(loss)(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optim.apply_updates(params, updates)
+
+    expected = reference(state.params, state.opt_state)
+    new, _ = train.make_train_step(losses.cross_entropy, donate=False)(state, (x, y))
+    for a, b in zip(jax.tree_util.tree_leaves(new.params), jax.tree_util.tree_leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert int(new.step) == 1
+
+
+def test_model_state_is_carried_and_optax_optimizers_work(key):
+    state = train.TrainState.create(
+        CountingMLP(), optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-2)), key
+    )
+    step = train.make_train_step(losses.cross_entropy)
+    x, y = blobs(16)
+    for _ in range(3):
+        state, values = step(state, (x, y))
+    assert int(state.model_state["calls"]) == 3
+    assert np.isfinite(float(values["loss"]))
+
+
+def test_has_aux_losses_report_their_values(key):
+    def loss_with_aux(out, y, reduction="mean"):
+        ce = losses.cross_entropy(out, y, reduction=reduction)
+        return ce, {"logit_norm": jnp.mean(jnp.abs(out))}
+
+    state = train.TrainState.create(MLP(), optim.sgd(0.1), key)
+    _, values = train.make_train_step(loss_with_aux, has_aux=True)(state, blobs(16))
+    assert set(values) == {"loss", "logit_norm", "count", "finite"}
+
+
+def _nan_loss(out, y, reduction="mean"):
+    loss = losses.cross_entropy(out, y, reduction=reduction)
+    return loss * jnp.where(jnp.max(jnp.abs(out)) > 0, jnp.nan, 1.0)
+
+
+def test_nonfinite_step_keeps_parameters_and_fit_names_the_step(key):
+    state = train.TrainState.create(MLP(), optim.adam(1e-2), key)
+    before = jax.tree_util.tree_map(np.asarray, state.params)
+    step = train.make_train_step(_nan_loss, donate=False)
+    new, values = step(state, blobs(16))
+    assert not bool(values["finite"])
+    for a, b in zip(jax.tree_util.tree_leaves(new.params), jax.tree_util.tree_leaves(before)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(
+        train.NonFiniteLossError,
+        match=r"non-finite loss or gradients at step 1 .*no step had a finite loss",
+    ):
+        train.fit(state, loader(), 1, loss_fn=_nan_loss, progress="quiet")
+    skipped, _history = train.fit(
+        state, loader(), 1, loss_fn=_nan_loss, on_nonfinite="skip", progress="quiet"
+    )
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(skipped.params))
+
+
+def test_eval_step_and_evaluate(key):
+    state = train.TrainState.create(MLP(), optim.sgd(0.1), key)
+    results = train.evaluate(
+        state,
+        loader(70, 32, shuffle=False),
+        loss_fn=losses.cross_entropy,
+        metrics={"accuracy": metrics.accuracy},
+    )
+    x, y = blobs(70)
+    logits = state.model.apply(state.params, state.model_state, x)[0]
+    np.testing.assert_allclose(results["loss"], float(losses.cross_entropy(logits, y)), rtol=1e-5)
+    np.testing.assert_allclose(
+        results["accuracy"], float(np.mean(np.argmax(logits, -1) == y)), rtol=1e-6
+    )
+
+
+def test_bad_arguments_are_reported(key):
+    with pytest.raises(ValueError, match="on_nonfinite"):
+        train.make_train_step(losses.cross_entropy, on_nonfinite="maybe")
+    state = train.TrainState.create(MLP(), optim.sgd(0.1), key)
+    with pytest.raises(TypeError, match="a batch must be a pair"):
+        train.make_train_step(losses.cross_entropy)(state, (1, 2, 3))
+    with pytest.raises(ValueError, match="needs loss_fn"):
+        train.fit(state, loader(), 1)
+
+
+def test_padded_batch_with_class_weights_matches_the_unpadded_pytorch_mean(key):
+    weight = jnp.array([0.2, 1.0, 3.0])
+
+    def weighted(out, y, **kwargs):
+        return losses.cross_entropy(out, y, weight, **kwargs)
+
+    state = train.TrainState.create(MLP(), optim.sgd(0.0), key)
+    step = train.make_train_step(weighted, donate=False)
+    x, y = blobs(8)
+    _, plain = step(state, (x[:5], y[:5]))
+    _, padded = step(state, (x, y), np.arange(8) < 5)
+    np.testing.assert_allclose(padded["loss"], plain["loss"], rtol=1e-6)
