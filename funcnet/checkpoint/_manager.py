@@ -182,6 +182,16 @@ class CheckpointManager:
         """The metrics saved with ``step``."""
         return _layout.find(self.directory, check_step(step))[2].metrics
 
+    def delete(self, step: int) -> None:
+        """Deletes the checkpoint of ``step`` (atomically: renamed away, then removed).
+
+        Raises:
+            CheckpointError: there is no checkpoint of that step.
+        """
+        if step not in self.all_steps():
+            raise CheckpointError(f"{self.directory}: no checkpoint of step {step} to delete")
+        _layout.delete_step(self.directory, step)
+
     def all_steps(self) -> list[int]:
         """The complete checkpoints' steps, ascending."""
         return list(_layout.complete_steps(self.directory))

@@ -168,6 +168,8 @@ class ModelCheckpoint(Callback):
         every_n_steps: also save at the first metrics fetch at least this many steps
             after the previous such save (fetches come every ``log_every`` steps), for
             long epochs; None saves at epoch ends only.
+        overwrite: when the directory holds checkpoints of later steps than the run's
+            (an earlier run's), delete them at the start instead of raising.
     """
 
     def __init__(
@@ -177,28 +179,45 @@ class ModelCheckpoint(Callback):
         mode: str = "min",
         max_to_keep: int = 3,
         every_n_steps: int | None = None,
+        overwrite: bool = False,
     ) -> None:
         from funcnet.checkpoint import CheckpointManager
 
         self.monitor = monitor
         self.every_n_steps = every_n_steps
+        self.overwrite = overwrite
         self._last_periodic = 0
         self.manager = CheckpointManager(
             directory, max_to_keep=max_to_keep, best_metric=monitor, best_mode=mode
         )
-        self._last_saved: int | None = None
+
+    def on_fit_begin(self, loop: Any) -> None:
+        later = [s for s in self.manager.all_steps() if s > loop.step]
+        if later and not self.overwrite:
+            from funcnet.errors import CheckpointError
+
+            raise CheckpointError(
+                f"ModelCheckpoint: {self.manager.directory} holds checkpoints of later steps "
+                f"{later} than this run's step {loop.step}. To continue that run, restore it "
+                f"first (train.restore_training); to start over, pass overwrite=True or "
+                f"another directory"
+            )
+        for step in later:
+            self.manager.delete(step)
 
     def _save(self, loop: Any, logs: dict[str, Any]) -> None:
-        if self._last_saved == loop.step:
-            return
         loader = loop.train_loader
         metadata = {
             "epoch": loop.epoch,
             "loader": loader.state_dict() if hasattr(loader, "state_dict") else None,
         }
-        metrics = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}
-        self.manager.save(loop.step, _arrays_of(loop.state), metrics=metrics, metadata=metadata)
-        self._last_saved = loop.step
+        metrics = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)} or None
+        # An epoch that ends right after a periodic save saves the same step again, now
+        # with the epoch's metrics: that version replaces the other.
+        again = self.manager.latest_step() == loop.step
+        self.manager.save(
+            loop.step, _arrays_of(loop.state), metrics=metrics, metadata=metadata, overwrite=again
+        )
 
     def on_fetch(self, loop: Any, logs: dict[str, Any]) -> None:
         if self.every_n_steps and loop.step - self._last_periodic >= self.every_n_steps:

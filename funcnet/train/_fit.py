@@ -89,12 +89,14 @@ class _Batches:
 
 def _mean_logs(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """Count-weighted means of per-batch values."""
-    total = sum(float(r["count"]) for r in records)
+    total = sum(float(r.get("count", 1.0)) for r in records)
     out: dict[str, float] = {}
     for key in records[0] if records else ():
         if key in _HIDDEN:
             continue
-        out[key] = float(sum(float(r[key]) * float(r["count"]) for r in records) / max(total, 1.0))
+        out[key] = float(
+            sum(float(r[key]) * float(r.get("count", 1.0)) for r in records) / max(total, 1.0)
+        )
     return out
 
 
@@ -314,7 +316,7 @@ def _fetch(
         if finite:
             last_finite = (step_no, float(values["loss"]))
             records.append(values)
-        seen += int(values["count"])
+        seen += int(values.get("count", 0))
         loop.history.steps.append(
             {
                 "step": step_no,

@@ -94,6 +94,12 @@ def _batch_metrics(metrics: MetricFns, out: Any, y: Any, mask: Any) -> dict[str,
     return values
 
 
+def _all_finite(tree: Any) -> jax.Array:
+    """Whether every element of every leaf is finite (one reduction per leaf, no temporaries)."""
+    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
 def _count(y: Any, mask: Any) -> jax.Array:
     if mask is not None:
         return jnp.sum(mask.astype(jnp.float32))
@@ -144,7 +150,7 @@ def make_train_step(
 
     Returns:
         The step function. ``metrics`` holds ``loss``, the auxiliary and metric values,
-        ``count`` (valid rows in the batch) and, unless ``on_nonfinite="ignore"``,
+        ``count`` (valid rows) when a mask is passed and, unless ``on_nonfinite="ignore"``,
         ``finite``.
 
     Examples:
@@ -170,29 +176,29 @@ def make_train_step(
         (loss, (out, model_state, aux)), grads = jax.value_and_grad(compute, has_aux=True)(
             state.params
         )
-        updates, opt_state = state.optimizer.update(grads, state.opt_state, state.params)
-        params = jax.tree_util.tree_map(lambda p, u: p + u.astype(p.dtype), state.params, updates)
+
+        def update(_: Any) -> tuple[Any, Any, Any]:
+            updates, opt_state = state.optimizer.update(grads, state.opt_state, state.params)
+            params = jax.tree_util.tree_map(
+                lambda p, u: p + u.astype(p.dtype), state.params, updates
+            )
+            return params, opt_state, model_state
+
+        values = {"loss": loss, **aux, **_batch_metrics(metrics, out, y, mask)}
+        if mask is not None:
+            values["count"] = jnp.sum(mask.astype(jnp.float32))
+        if on_nonfinite == "ignore":
+            params, opt_state, model_state = update(None)
+        else:
+            # A cond, not a where over every buffer: the skipped branch costs nothing and
+            # XLA need not keep old and new optimizer moments alive together.
+            finite = jnp.isfinite(loss) & _all_finite(grads)
+            keep = lambda _: (state.params, state.opt_state, state.model_state)
+            params, opt_state, model_state = jax.lax.cond(finite, update, keep, None)
+            values["finite"] = finite
         new = state.replace(
             params=params, model_state=model_state, opt_state=opt_state, step=state.step + 1
         )
-        values = {
-            "loss": loss,
-            **aux,
-            **_batch_metrics(metrics, out, y, mask),
-            "count": _count(y, mask),
-        }
-        if on_nonfinite != "ignore":
-            sq = sum(
-                jnp.sum(jnp.square(g.astype(jnp.float32))) for g in jax.tree_util.tree_leaves(grads)
-            )
-            finite = jnp.isfinite(loss) & jnp.isfinite(sq)
-            kept = jax.tree_util.tree_map(
-                lambda n, o: jnp.where(finite, n, o),
-                (new.params, new.model_state, new.opt_state),
-                (state.params, state.model_state, state.opt_state),
-            )
-            new = new.replace(params=kept[0], model_state=kept[1], opt_state=kept[2])
-            values["finite"] = finite
         return new, values
 
     if not jit:

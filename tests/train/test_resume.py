@@ -91,3 +91,36 @@ def test_checkpointed_params_are_readable_by_numpy_alone(key, tmp_path):
         np.testing.assert_array_equal(f["fc1.weight"], np.asarray(state.params["fc1"]["weight"]))
     back = checkpoint.load_params(tmp_path / "weights.npz", target=state.params)
     assert tree_equal(back, jax.device_get(state.params))
+
+
+def test_a_new_run_does_not_mix_with_an_older_runs_checkpoints(key, tmp_path):
+    state = train.TrainState.create(MLP(), optim.sgd(0.05), key)
+    train.fit(
+        state,
+        loader(),
+        2,
+        loss_fn=losses.cross_entropy,
+        callbacks=[train.ModelCheckpoint(tmp_path)],
+        progress="quiet",
+    )
+    assert checkpoint.latest_step(tmp_path) == 8
+    with pytest.raises(
+        checkpoint.CheckpointError, match=r"later steps \[4, 8\].*restore_training.*overwrite=True"
+    ):
+        train.fit(
+            state,
+            loader(),
+            1,
+            loss_fn=losses.cross_entropy,
+            callbacks=[train.ModelCheckpoint(tmp_path)],
+            progress="quiet",
+        )
+    train.fit(
+        state,
+        loader(),
+        1,
+        loss_fn=losses.cross_entropy,
+        callbacks=[train.ModelCheckpoint(tmp_path, overwrite=True)],
+        progress="quiet",
+    )
+    assert checkpoint.all_steps(tmp_path) == [4]
