@@ -310,7 +310,7 @@ def _fetch(
             )
             raise NonFiniteLossError(
                 f"non-finite loss or gradients at step {step_no} (loss {float(values['loss'])}); {where}. "
-                "The parameters were not updated by that step. Lower the learning rate, clip gradients "
+                "The parameters were kept finite (that step applied zero gradients). Lower the learning rate, clip gradients "
                 "(funcnet.optim.clip_grad_norm), or pass on_nonfinite='skip'."
             )
         if finite:

@@ -177,7 +177,7 @@ def make_train_step(
             state.params
         )
 
-        def update(_: Any) -> tuple[Any, Any, Any]:
+        def update(grads: Any, model_state: Any) -> tuple[Any, Any, Any]:
             updates, opt_state = state.optimizer.update(grads, state.opt_state, state.params)
             params = jax.tree_util.tree_map(
                 lambda p, u: p + u.astype(p.dtype), state.params, updates
@@ -188,14 +188,27 @@ def make_train_step(
         if mask is not None:
             values["count"] = jnp.sum(mask.astype(jnp.float32))
         if on_nonfinite == "ignore":
-            params, opt_state, model_state = update(None)
+            params, opt_state, model_state = update(grads, model_state)
         else:
-            # A cond, not a where over every buffer: the skipped branch costs nothing and
-            # XLA need not keep old and new optimizer moments alive together.
             finite = jnp.isfinite(loss) & _all_finite(grads)
-            keep = lambda _: (state.params, state.opt_state, state.model_state)
-            params, opt_state, model_state = jax.lax.cond(finite, update, keep, None)
             values["finite"] = finite
+            if on_nonfinite == "skip":
+                # Exact skip; a cond, not a where over every buffer, so XLA need not keep
+                # old and new optimizer moments alive together.
+                keep = lambda g, ms: (state.params, state.opt_state, state.model_state)
+                params, opt_state, model_state = jax.lax.cond(
+                    finite, update, keep, grads, model_state
+                )
+            else:
+                # "error": fit stops at its next fetch; until then keep everything finite
+                # at the cost of one fused select (zero gradients, old model state).
+                grads = jax.tree_util.tree_map(
+                    lambda g: jnp.where(finite, g, jnp.zeros((), g.dtype)), grads
+                )
+                model_state = jax.tree_util.tree_map(
+                    lambda n, o: jnp.where(finite, n, o), model_state, state.model_state
+                )
+                params, opt_state, model_state = update(grads, model_state)
         new = state.replace(
             params=params, model_state=model_state, opt_state=opt_state, step=state.step + 1
         )

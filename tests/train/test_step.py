@@ -100,16 +100,33 @@ def _nan_loss(out, y, reduction="mean"):
 
 
 def test_nonfinite_step_keeps_parameters_and_fit_names_the_step(key):
-    state = train.TrainState.create(MLP(), optim.adam(1e-2), key)
-    before = jax.tree_util.tree_map(np.asarray, state.params)
-    step = train.make_train_step(_nan_loss, donate=False)
-    new, values = step(state, blobs(16))
+    state = train.TrainState.create(MLP(), optim.sgd(1e-2, momentum=0.9), key)
+    state, _ = train.make_train_step(losses.cross_entropy, donate=False)(state, blobs(16))
+    before = jax.tree_util.tree_map(np.asarray, (state.params, state.opt_state))
+    skipped, values = train.make_train_step(_nan_loss, on_nonfinite="skip", donate=False)(
+        state, blobs(16)
+    )
     assert not bool(values["finite"])
-    for a, b in zip(jax.tree_util.tree_leaves(new.params), jax.tree_util.tree_leaves(before)):
-        np.testing.assert_array_equal(a, b)
+    for a, b in zip(
+        jax.tree_util.tree_leaves((skipped.params, skipped.opt_state)),
+        jax.tree_util.tree_leaves(before),
+    ):
+        np.testing.assert_array_equal(a, b)  # "skip" changes nothing
+    guarded, values = train.make_train_step(_nan_loss, donate=False)(state, blobs(16))
+    assert not bool(values["finite"])
+    assert all(
+        np.all(np.isfinite(leaf))
+        for leaf in jax.tree_util.tree_leaves((guarded.params, guarded.opt_state))
+    )
+    unguarded, _ = train.make_train_step(_nan_loss, on_nonfinite="ignore", donate=False)(
+        state, blobs(16)
+    )
+    assert not all(
+        np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(unguarded.params)
+    )
     with pytest.raises(
         train.NonFiniteLossError,
-        match=r"non-finite loss or gradients at step 1 .*no step had a finite loss",
+        match=r"non-finite loss or gradients at step 2 .*no step had a finite loss",
     ):
         train.fit(state, loader(), 1, loss_fn=_nan_loss, progress="quiet")
     skipped, _history = train.fit(
