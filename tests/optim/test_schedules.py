@@ -170,14 +170,19 @@ def test_schedule_matches_numpy_closed_form_in_float64(case):
 
 
 def test_schedules_in_float32_and_under_jit():
-    """Default float32: 1e-6 relative is a few float32 ulps of the cos/pow arithmetic."""
+    """Default float32: a few float32 ulps of the cos/pow arithmetic.
+
+    The bound is relative (1e-6) plus absolute in units of the peak lr (1e-6 · max): near
+    the end of a cosine, ``1 + cos(pi t / T)`` cancels, so float32's error there is a few
+    ulps of the peak value, not of the small result (jax versions differ in those ulps).
+    """
     fns = [c[1] for c in CASES]
     values = jax.jit(lambda t: jnp.stack([f(t) for f in fns]))(jnp.arange(N, dtype=jnp.int32))
     assert values.dtype == jnp.float32
     for (name, _, ref, _), got in zip(CASES, np.asarray(values)):
         expected = _reference(ref)
         np.testing.assert_allclose(
-            got, expected, rtol=1e-6, atol=1e-7 * expected.max(), err_msg=name
+            got, expected, rtol=1e-6, atol=1e-6 * expected.max(), err_msg=name
         )
     assert float(schedules.step(0.1, 7)(14)) == pytest.approx(0.001)  # plain Python ints too
 
