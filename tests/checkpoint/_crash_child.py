@@ -72,6 +72,13 @@ def _import_writer(root: str) -> tuple[Any, Any, Any]:
     return _format, _npz, _layout
 
 
+def _say(line: str) -> None:
+    """Writes one line to stdout in a single system call: a line written by ``print`` can
+    reach the pipe in two writes (text, then newline), and a SIGKILL between them would glue
+    the worker's half line to the parent's next one."""
+    os.write(1, (line + "\n").encode())
+
+
 def _die_before(n: int) -> None:
     """Makes the process exit, as if killed, right before its n-th filesystem change."""
     count = 0
@@ -112,24 +119,24 @@ def _work(
     step = first
     while True:
         write(step, seed=step, overwrite=False)
-        print(f"saved {step}", flush=True)
+        _say(f"saved {step}")
         write(0, seed=step, overwrite=True)
-        print("overwrote 0", flush=True)
+        _say("overwrote 0")
         if crash_at is not None:
             layout.delete_step(directory, step)
-            print(f"deleted {step}", flush=True)
-            print("done", flush=True)
+            _say(f"deleted {step}")
+            _say("done")
             return
         if step - 3 > 0:
             layout.delete_step(directory, step - 3)
-            print(f"deleted {step - 3}", flush=True)
+            _say(f"deleted {step - 3}")
         step += 1
 
 
 def main() -> None:
     root, directory = sys.argv[1], Path(sys.argv[2])
     fmt, npz, layout = _import_writer(root)
-    print("ready", flush=True)
+    _say("ready")
     for line in sys.stdin:
         command, *numbers = line.split()
         first = int(numbers[-1])
@@ -145,9 +152,9 @@ def main() -> None:
                 sys.stderr.flush()
             finally:
                 os._exit(status)
-        print(f"pid {pid}", flush=True)
+        _say(f"pid {pid}")
         _, status = os.waitpid(pid, 0)
-        print(f"exit {status}", flush=True)
+        _say(f"exit {status}")
 
 
 if __name__ == "__main__":
