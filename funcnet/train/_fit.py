@@ -309,7 +309,7 @@ def _fetch(
                 else "no step had a finite loss"
             )
             raise NonFiniteLossError(
-                f"non-finite loss or gradients at step {step_no} (loss {float(values['loss'])}); {where}. "
+                f"non-finite loss at step {step_no} (loss {float(values['loss'])}); {where}. "
                 "The parameters were kept finite (that step applied zero gradients). Lower the learning rate, clip gradients "
                 "(funcnet.optim.clip_grad_norm), or pass on_nonfinite='skip'."
             )

@@ -139,11 +139,13 @@ def make_train_step(
         metrics: ``{name: fn(outputs, targets[, mask=])}`` computed on every batch (e.g.
             ``funcnet.metrics.accuracy``).
         has_aux: whether ``loss_fn`` returns auxiliary metrics.
-        on_nonfinite: ``"error"`` (default): a step whose loss or gradients are not finite
-            leaves parameters, model and optimizer state unchanged, and reports
-            ``metrics["finite"] = False`` so that ``fit`` stops with an error naming the
-            step; ``"skip"``: the same guard, and ``fit`` goes on; ``"ignore"``: no guard
-            (slightly cheaper).
+        on_nonfinite: ``"error"`` (default): a step whose loss is not finite leaves
+            parameters, model and optimizer state unchanged and reports
+            ``metrics["finite"] = False``, so that ``fit`` stops with an error naming the
+            step; gradient elements that are not finite are zeroed (so parameters and
+            optimizer state never become NaN, at no measurable cost). ``"skip"``: a step
+            whose loss or any gradient is not finite is skipped exactly (a ``lax.cond``),
+            ``metrics["finite"]`` says so and ``fit`` goes on. ``"ignore"``: no guard.
         donate: donate the incoming state's buffers (the caller must not reuse them).
         jit: compile with ``jax.jit`` (False gives the plain function, e.g. to nest it in
             your own jit or ``lax.scan``).
@@ -190,7 +192,9 @@ def make_train_step(
         if on_nonfinite == "ignore":
             params, opt_state, model_state = update(grads, model_state)
         else:
-            finite = jnp.isfinite(loss) & _all_finite(grads)
+            finite = jnp.isfinite(loss)
+            if on_nonfinite == "skip":
+                finite = finite & _all_finite(grads)
             values["finite"] = finite
             if on_nonfinite == "skip":
                 # Exact skip; a cond, not a where over every buffer, so XLA need not keep
@@ -200,10 +204,12 @@ def make_train_step(
                     finite, update, keep, grads, model_state
                 )
             else:
-                # "error": fit stops at its next fetch; until then keep everything finite
-                # at the cost of one fused select (zero gradients, old model state).
+                # "error": fit stops at its next fetch; until then keep everything finite.
+                # An elementwise select that XLA fuses into the optimizer's update: no
+                # reduction over the gradients, so it costs nothing measurable.
                 grads = jax.tree_util.tree_map(
-                    lambda g: jnp.where(finite, g, jnp.zeros((), g.dtype)), grads
+                    lambda g: jnp.where(finite & jnp.isfinite(g), g, jnp.zeros((), g.dtype)),
+                    grads,
                 )
                 model_state = jax.tree_util.tree_map(
                     lambda n, o: jnp.where(finite, n, o), model_state, state.model_state

@@ -126,13 +126,44 @@ def test_nonfinite_step_keeps_parameters_and_fit_names_the_step(key):
     )
     with pytest.raises(
         train.NonFiniteLossError,
-        match=r"non-finite loss or gradients at step 2 .*no step had a finite loss",
+        match=r"non-finite loss at step 2 .*no step had a finite loss",
     ):
         train.fit(state, loader(), 1, loss_fn=_nan_loss, progress="quiet")
     skipped, _history = train.fit(
         state, loader(), 1, loss_fn=_nan_loss, on_nonfinite="skip", progress="quiet"
     )
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(skipped.params))
+
+
+def _nan_gradient_loss(out, y, reduction="mean"):
+    """A finite loss whose gradient is NaN: d/dx sqrt(0 * |x|) = inf * 0."""
+    return losses.cross_entropy(out, y, reduction=reduction) + jnp.sqrt(0.0 * jnp.abs(out[0, 0]))
+
+
+def test_nan_gradients_with_a_finite_loss_never_reach_the_parameters(key):
+    state = train.TrainState.create(MLP(), optim.adam(1e-2), key)
+    before = jax.tree_util.tree_map(np.asarray, state.params)
+    grads = jax.grad(
+        lambda p: _nan_gradient_loss(MLP().apply(p, {}, blobs(16)[0])[0], blobs(16)[1])
+    )(state.params)
+    bad = [np.asarray(~np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)]
+    assert any(b.any() for b in bad) and not all(b.all() for b in bad)
+    # Default guard: the loss is finite so the step counts; NaN elements are zeroed.
+    guarded, values = train.make_train_step(_nan_gradient_loss, donate=False)(state, blobs(16))
+    assert bool(values["finite"])
+    for leaf, old, nan in zip(
+        jax.tree_util.tree_leaves(guarded.params), jax.tree_util.tree_leaves(before), bad
+    ):
+        assert np.all(np.isfinite(leaf))
+        np.testing.assert_array_equal(np.asarray(leaf)[nan], old[nan])
+    assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(guarded.opt_state))
+    # "skip" checks every gradient and skips the whole step.
+    skipped, values = train.make_train_step(_nan_gradient_loss, on_nonfinite="skip", donate=False)(
+        state, blobs(16)
+    )
+    assert not bool(values["finite"])
+    for a, b in zip(jax.tree_util.tree_leaves(skipped.params), jax.tree_util.tree_leaves(before)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_eval_step_and_evaluate(key):
