@@ -60,16 +60,30 @@ def _first_max(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
 def _first_max_jvp(axes, primals, tangents):
     (x,), (t,) = primals, tangents
     y = jnp.max(x, axis=axes)
-    # Walk the window positions backwards so the earliest match is selected last; all
-    # elementwise, so the transpose (the gradient) is elementwise too.
-    out = None
-    for index in reversed(list(np.ndindex(*(x.shape[a] for a in axes)))):
-        at: list[Any] = [slice(None)] * x.ndim
-        for axis, i in zip(axes, index):
-            at[axis] = i
-        pick = tuple(at)
-        out = t[pick] if out is None else jnp.where(x[pick] == y, t[pick], out)
-    return y, out
+    # The tangent is that of each window's first maximal element (NaN counts as maximal,
+    # so a NaN's gradient goes to it, as in PyTorch). The mask depends on the primal only
+    # and the tangent enters through one select and one sum, so the gradient (their
+    # transpose) is one elementwise select: no strided slices, no scatter.
+    expand = lambda a: jnp.expand_dims(a, axes)
+    position = _window_positions(x.shape, axes)
+    hit = (
+        (x == expand(y)) | jnp.isnan(x) if jnp.issubdtype(x.dtype, jnp.inexact) else x == expand(y)
+    )
+    size = int(np.prod([x.shape[a] for a in axes]))
+    first = jnp.min(jnp.where(hit, position, size), axis=axes)
+    mask = position == expand(first)
+    return y, jnp.sum(jnp.where(mask, t, jnp.zeros((), t.dtype)), axis=axes)
+
+
+def _window_positions(shape: Sequence[int], axes: tuple[int, ...]) -> np.ndarray:
+    """Each element's row-major position within its window (int32, broadcastable to
+    ``shape``; size 1 on every axis not in ``axes``)."""
+    sizes = [shape[a] for a in axes]
+    position = np.arange(int(np.prod(sizes)), dtype=np.int32).reshape(sizes)
+    full = [1] * len(shape)
+    for a, n in zip(axes, sizes):
+        full[a] = n
+    return position.reshape(full)
 
 
 def _accumulator(dtype: Any) -> Any:

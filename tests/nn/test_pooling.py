@@ -191,6 +191,21 @@ def test_fast_path_equals_reduce_window(case, monkeypatch):
     np.testing.assert_array_equal(fast[1], general[1])
 
 
+def test_max_pool_nan_is_the_maximum_and_gets_the_gradient():
+    """As PyTorch: a NaN in a window makes the output NaN and takes the window's gradient
+    (the fast path's mask treats NaN as maximal)."""
+    x = np.arange(16.0, dtype=np.float32).reshape(1, 4, 4, 1)
+    x[0, 1, 0, 0] = np.nan  # window (0, 0), not its largest position
+    y, vjp = jax.vjp(lambda v: F.max_pool2d(v, 2), jnp.asarray(x))
+    (grad,) = vjp(jnp.ones_like(y))
+    assert np.isnan(y[0, 0, 0, 0]) and not np.isnan(y[0, 1, 1, 0])
+    want = np.zeros_like(x)
+    want[0, 1, 0, 0] = 1.0  # the NaN, not 5.0 at [1, 1]
+    for i, j in [(1, 3), (3, 1), (3, 3)]:
+        want[0, i, j, 0] = 1.0
+    np.testing.assert_array_equal(grad, want)
+
+
 AVG_CASES = [
     ((6, 6), {"kernel_size": 2}, True),
     ((7, 5), {"kernel_size": 2, "padding": 1, "ceil_mode": True}, True),
