@@ -144,16 +144,15 @@ class MultiheadAttention(Module):
         return params, {}
 
     def _projection_weights(self, ctx: Context, dtype: Any) -> tuple[jax.Array, ...]:
-        e = self.embed_dim
         if self._packed:
-            w = ctx.param("in_proj_weight", dtype)
-            weights = (w[:, :e], w[:, e : 2 * e], w[:, 2 * e :])
+            # jnp.split, not three slices: its gradient is one concatenate, where the
+            # slices' is three pads and two adds (smaller program, faster compile).
+            weights = tuple(jnp.split(ctx.param("in_proj_weight", dtype), 3, axis=1))
         else:
             weights = tuple(ctx.param(f"{n}_proj_weight", dtype) for n in "qkv")
         if not self.bias:
             return (*weights, None, None, None)
-        b = ctx.param("in_proj_bias", dtype)
-        return (*weights, b[:e], b[e : 2 * e], b[2 * e :])
+        return (*weights, *jnp.split(ctx.param("in_proj_bias", dtype), 3))
 
     def forward(
         self,
