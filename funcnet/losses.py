@@ -328,6 +328,9 @@ def _check_ignore_index(fn: str, ignore_index: int) -> None:
         raise TypeError(f"{fn}: ignore_index must be a Python int, got {ignore_index!r}")
 
 
+_NO_CLASS_AXIS = "the input's shape without its last, class axis"
+
+
 def _weighted_nll(
     log_probs: jax.Array,
     target: jax.Array,
@@ -336,12 +339,15 @@ def _weighted_nll(
     reduction: str,
     label_smoothing: float | jax.Array = 0.0,
     mask: ArrayLike | None = None,
+    lse: jax.Array | None = None,
 ) -> jax.Array:
     """PyTorch's weighted NLL (and label-smoothed cross-entropy) on class indices.
 
     ``log_probs`` is ``(..., C)``, ``target`` integer ``(...)``. The mean divides by the
     summed weights of the non-ignored targets, so it is ``nan`` when every target is
-    ignored, as in PyTorch.
+    ignored, as in PyTorch. With ``lse`` (``logsumexp`` of the logits, ``(...)``),
+    ``log_probs`` holds the logits themselves and only the target's log-probability
+    ``logit[y] - lse`` is formed (no smoothing then).
     """
     num_classes = log_probs.shape[-1]
     keep = target != ignore_index
@@ -351,6 +357,8 @@ def _weighted_nll(
     in_range = (target >= 0) & (target < num_classes)
     index = jnp.where(keep & in_range, target, 0).astype(jnp.int32)
     picked = jnp.take_along_axis(log_probs, index[..., None], axis=-1)[..., 0]
+    if lse is not None:
+        picked = picked - lse
     w = jnp.ones_like(picked) if weight is None else weight[index]
     w = jnp.where(keep, w, 0.0)
     loss = -w * picked
@@ -445,6 +453,15 @@ def cross_entropy(
     num_classes = x.shape[-1]
     w = _class_weight(fn, weight, num_classes, x.dtype)
     t = jnp.asarray(target)
+    if jnp.issubdtype(t.dtype, jnp.integer) and (
+        _is_concrete_number(label_smoothing) and label_smoothing == 0
+    ):
+        # The memory-lean form: log p[y] = logit[y] - logsumexp(logits). No (..., C)
+        # log-probabilities are kept for the backward pass (a large vocabulary's logits
+        # are the biggest activation of a language model).
+        _check_shape(fn, t, x.shape[:-1], "class-index target", _NO_CLASS_AXIS)
+        lse = jax.nn.logsumexp(x, axis=-1)
+        return _weighted_nll(x, t, w, ignore_index, reduction, 0.0, mask, lse=lse)
     log_probs = jax.nn.log_softmax(x, axis=-1)
 
     if jnp.issubdtype(t.dtype, jnp.floating):
@@ -462,8 +479,7 @@ def cross_entropy(
             f"{fn}: expected an integer (class index) or floating (probability) target, "
             f"got dtype {t.dtype}"
         )
-    no_class_axis = "the input's shape without its last, class axis"
-    _check_shape(fn, t, x.shape[:-1], "class-index target", no_class_axis)
+    _check_shape(fn, t, x.shape[:-1], "class-index target", _NO_CLASS_AXIS)
     return _weighted_nll(log_probs, t, w, ignore_index, reduction, label_smoothing, mask)
 
 

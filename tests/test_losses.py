@@ -192,6 +192,22 @@ def test_cross_entropy_index_targets_match_numpy(reduction, weighted, ls):
     assert_close(out, expected)
 
 
+def test_cross_entropy_keeps_no_log_probabilities_for_the_backward_pass():
+    """Index targets without smoothing take the lean form (logsumexp - logit[y]): the
+    compiled value-and-gradient needs no (N, C) temporaries (XLA's own accounting, so
+    independent of the machine's load); log_softmax + nll needs two."""
+    x = jax.ShapeDtypeStruct((512, 8192), jnp.float32)
+    y = jax.ShapeDtypeStruct((512,), jnp.int32)
+
+    def temporaries(loss):
+        compiled = jax.jit(jax.value_and_grad(loss)).lower(x, y).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+
+    logits_bytes = 512 * 8192 * 4
+    assert temporaries(L.cross_entropy) < logits_bytes // 4
+    assert temporaries(lambda a, b: L.nll_loss(jax.nn.log_softmax(a), b)) >= logits_bytes
+
+
 def test_cross_entropy_custom_ignore_index_and_2d_input():
     x, y = LOGITS[0], np.array([1, 3, 1])
     out = L.cross_entropy(x, y, ignore_index=1)
