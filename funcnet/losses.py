@@ -328,9 +328,6 @@ def _check_ignore_index(fn: str, ignore_index: int) -> None:
         raise TypeError(f"{fn}: ignore_index must be a Python int, got {ignore_index!r}")
 
 
-_NO_CLASS_AXIS = "the input's shape without its last, class axis"
-
-
 def _weighted_nll(
     log_probs: jax.Array,
     target: jax.Array,
@@ -453,24 +450,16 @@ def cross_entropy(
     num_classes = x.shape[-1]
     w = _class_weight(fn, weight, num_classes, x.dtype)
     t = jnp.asarray(target)
-    if jnp.issubdtype(t.dtype, jnp.integer) and (
-        _is_concrete_number(label_smoothing) and label_smoothing == 0
-    ):
-        # The memory-lean form: log p[y] = logit[y] - logsumexp(logits). No (..., C)
-        # log-probabilities are kept for the backward pass (a large vocabulary's logits
-        # are the biggest activation of a language model).
-        _check_shape(fn, t, x.shape[:-1], "class-index target", _NO_CLASS_AXIS)
-        lse = jax.nn.logsumexp(x, axis=-1)
-        return _weighted_nll(x, t, w, ignore_index, reduction, 0.0, mask, lse=lse)
-    log_probs = jax.nn.log_softmax(x, axis=-1)
+    no_smoothing = _is_concrete_number(label_smoothing) and label_smoothing == 0
 
     if jnp.issubdtype(t.dtype, jnp.floating):
         _check_shape(fn, t, x.shape, "probability target", "the input's shape")
         if ignore_index >= 0:
             raise ValueError(f"{fn}: ignore_index is not supported for probability targets")
         q = t.astype(x.dtype)
-        if not (_is_concrete_number(label_smoothing) and label_smoothing == 0):
+        if not no_smoothing:
             q = q * (1.0 - label_smoothing) + label_smoothing / num_classes
+        log_probs = jax.nn.log_softmax(x, axis=-1)
         per_class = log_probs * q if w is None else log_probs * q * _along_last(w, q)
         return _reduce(-jnp.sum(per_class, axis=-1), reduction, mask)
 
@@ -479,7 +468,15 @@ def cross_entropy(
             f"{fn}: expected an integer (class index) or floating (probability) target, "
             f"got dtype {t.dtype}"
         )
-    _check_shape(fn, t, x.shape[:-1], "class-index target", _NO_CLASS_AXIS)
+    no_class_axis = "the input's shape without its last, class axis"
+    _check_shape(fn, t, x.shape[:-1], "class-index target", no_class_axis)
+    if no_smoothing:
+        # The memory-lean form log p[y] = logit[y] - logsumexp(logits): no (..., C)
+        # log-probabilities are kept for the backward pass (a large vocabulary's logits
+        # are the biggest activation of a language model).
+        lse = jax.nn.logsumexp(x, axis=-1)
+        return _weighted_nll(x, t, w, ignore_index, reduction, 0.0, mask, lse=lse)
+    log_probs = jax.nn.log_softmax(x, axis=-1)
     return _weighted_nll(log_probs, t, w, ignore_index, reduction, label_smoothing, mask)
 
 

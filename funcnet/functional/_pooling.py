@@ -66,9 +66,9 @@ def _first_max_jvp(axes, primals, tangents):
     # transpose) is one elementwise select: no strided slices, no scatter.
     expand = lambda a: jnp.expand_dims(a, axes)
     position = _window_positions(x.shape, axes)
-    hit = (
-        (x == expand(y)) | jnp.isnan(x) if jnp.issubdtype(x.dtype, jnp.inexact) else x == expand(y)
-    )
+    hit = x == expand(y)
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+        hit = hit | jnp.isnan(x)
     size = int(np.prod([x.shape[a] for a in axes]))
     first = jnp.min(jnp.where(hit, position, size), axis=axes)
     mask = position == expand(first)

@@ -191,30 +191,24 @@ def make_train_step(
             values["count"] = jnp.sum(mask.astype(jnp.float32))
         if on_nonfinite == "ignore":
             params, opt_state, model_state = update(grads, model_state)
+        elif on_nonfinite == "skip":
+            # Exact skip of a step whose loss or any gradient is not finite; a cond, not a
+            # where over every buffer, so XLA need not keep old and new moments alive.
+            values["finite"] = finite = jnp.isfinite(loss) & _all_finite(grads)
+            keep = lambda g, ms: (state.params, state.opt_state, state.model_state)
+            params, opt_state, model_state = jax.lax.cond(finite, update, keep, grads, model_state)
         else:
-            finite = jnp.isfinite(loss)
-            if on_nonfinite == "skip":
-                finite = finite & _all_finite(grads)
-            values["finite"] = finite
-            if on_nonfinite == "skip":
-                # Exact skip; a cond, not a where over every buffer, so XLA need not keep
-                # old and new optimizer moments alive together.
-                keep = lambda g, ms: (state.params, state.opt_state, state.model_state)
-                params, opt_state, model_state = jax.lax.cond(
-                    finite, update, keep, grads, model_state
-                )
-            else:
-                # "error": fit stops at its next fetch; until then keep everything finite.
-                # An elementwise select that XLA fuses into the optimizer's update: no
-                # reduction over the gradients, so it costs nothing measurable.
-                grads = jax.tree_util.tree_map(
-                    lambda g: jnp.where(finite & jnp.isfinite(g), g, jnp.zeros((), g.dtype)),
-                    grads,
-                )
-                model_state = jax.tree_util.tree_map(
-                    lambda n, o: jnp.where(finite, n, o), model_state, state.model_state
-                )
-                params, opt_state, model_state = update(grads, model_state)
+            # "error": fit stops at its next fetch; until then keep everything finite with
+            # an elementwise select that XLA fuses into the optimizer's update (no
+            # reduction over the gradients, so it costs nothing measurable).
+            values["finite"] = finite = jnp.isfinite(loss)
+            grads = jax.tree_util.tree_map(
+                lambda g: jnp.where(finite & jnp.isfinite(g), g, jnp.zeros((), g.dtype)), grads
+            )
+            model_state = jax.tree_util.tree_map(
+                lambda n, o: jnp.where(finite, n, o), model_state, state.model_state
+            )
+            params, opt_state, model_state = update(grads, model_state)
         new = state.replace(
             params=params, model_state=model_state, opt_state=opt_state, step=state.step + 1
         )
