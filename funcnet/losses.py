@@ -372,6 +372,35 @@ def _weighted_nll(
     return _reduce(loss, reduction, mask)
 
 
+def _index_cross_entropy(
+    logits: jax.Array,
+    target: jax.Array,
+    ignore_index: int,
+    reduction: str,
+    mask: ArrayLike | None,
+) -> jax.Array:
+    """Unweighted cross-entropy on class indices as ``logsumexp(logits) - logits[y]``.
+
+    The memory-lean form: no ``(..., C)`` log-probabilities are kept for the backward pass
+    (a large vocabulary's logits are the biggest activation of a language model), and the
+    fewest operations, so the common case compiles as fast as a hand-written loss.
+    Ignored targets and masked rows give 0 and leave the mean's denominator; an index
+    outside ``[0, C)`` gives ``nan`` (PyTorch raises).
+    """
+    keep = target != ignore_index
+    rows = _row_mask(mask, target.shape)
+    if rows is not None:
+        keep = keep & rows
+    valid = keep & (target >= 0) & (target < logits.shape[-1])
+    index = jnp.where(valid, target, 0)[..., None]
+    picked = jnp.take_along_axis(logits, index, axis=-1, mode="promise_in_bounds")[..., 0]
+    nll = jax.nn.logsumexp(logits, axis=-1) - picked
+    loss = jnp.where(valid, nll, jnp.where(keep, jnp.nan, 0.0).astype(nll.dtype))
+    if reduction == "mean":
+        return jnp.sum(loss) / jnp.sum(keep, dtype=loss.dtype)
+    return jnp.sum(loss) if reduction == "sum" else loss
+
+
 def cross_entropy(
     input: ArrayLike,
     target: ArrayLike,
@@ -470,10 +499,9 @@ def cross_entropy(
         )
     no_class_axis = "the input's shape without its last, class axis"
     _check_shape(fn, t, x.shape[:-1], "class-index target", no_class_axis)
+    if no_smoothing and w is None:
+        return _index_cross_entropy(x, t, ignore_index, reduction, mask)
     if no_smoothing:
-        # The memory-lean form log p[y] = logit[y] - logsumexp(logits): no (..., C)
-        # log-probabilities are kept for the backward pass (a large vocabulary's logits
-        # are the biggest activation of a language model).
         lse = jax.nn.logsumexp(x, axis=-1)
         return _weighted_nll(x, t, w, ignore_index, reduction, 0.0, mask, lse=lse)
     log_probs = jax.nn.log_softmax(x, axis=-1)
