@@ -6,7 +6,8 @@ implementation never leak into another's figures. Inside that process:
 
 1. ``build``: parameters, optimizer state and the fixed batch are created and put on the
    device (not timed as a step; reported as ``setup_s``).
-2. Time to first step: the first call of the step, including tracing and compilation,
+2. Time to first step (after a `gc.collect()`, as every timed phase starts): the first
+   call of the step, including tracing and compilation,
    ended by ``block_until_ready``; both wall time and this process's CPU time (all its
    threads), which a busy machine inflates much less (compilation is mostly one thread).
 3. Warm-up steps, then ``rounds`` rounds of about ``round_s`` seconds each. A round issues
@@ -22,6 +23,7 @@ divides every step time by raw JAX's from the same repetition.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import math
 import os
@@ -93,6 +95,10 @@ def device_peak_bytes() -> int | None:
 
 def measure(bench: Bench, timing: Timing) -> dict[str, Any]:
     """Time ``bench`` as described in the module docstring; returns the figures."""
+    # Every implementation starts timing from a collected heap: otherwise whether a full
+    # collection owed to the setup's allocations lands inside the first step is chance
+    # (it was 60 ms of one MLP first step). Collections the step itself causes still count.
+    gc.collect()
     t0, c0 = time.perf_counter(), time.process_time()
     bench.step()
     bench.sync()
@@ -100,6 +106,7 @@ def measure(bench: Bench, timing: Timing) -> dict[str, Any]:
     first_step_cpu_s = time.process_time() - c0
     first_loss = bench.loss()
 
+    gc.collect()
     t0 = time.perf_counter()
     for _ in range(timing.warmup):
         bench.step()

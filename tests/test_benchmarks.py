@@ -1,0 +1,118 @@
+"""The benchmark suite (``benchmarks/``): its arithmetic, its workloads and its command.
+
+Nothing here times anything (speed is the suite's job, not the tests'). These tests make
+sure the suite keeps measuring what it claims: every workload's funcnet version computes
+the same losses as its raw-JAX reference, ratios are taken within a repetition, targets
+are reported as met or missed correctly, and the compiled funcnet programs move no more
+memory than raw JAX's (a figure that does not depend on the machine's load).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import harness, hlo, run, run_one
+from benchmarks.workloads import CPU_WORKLOADS, load
+
+
+def _result(impl: str, rep: int, step_s: float, first_s: float, n_params: int = 10) -> dict:
+    return {
+        "impl": impl,
+        "workload": "mlp",
+        "rep": rep,
+        "step_s": step_s,
+        "first_step_s": first_s,
+        "first_step_cpu_s": first_s,
+        "peak_rss_mib": 300.0,
+        "n_params": n_params,
+    }
+
+
+def test_ratios_are_taken_against_raw_jax_of_the_same_repetition():
+    # The machine got 2x slower in repetition 1: the ratios must not see it.
+    results = [
+        _result("raw", 0, 1.0, 1.0),
+        _result("funcnet", 0, 1.02, 1.1),
+        _result("raw", 1, 2.0, 2.0),
+        _result("funcnet", 1, 2.04, 2.2),
+    ]
+    summary = run.summarise(results, ["raw", "funcnet"], ["mlp"], peak_flops=1.0)
+    assert summary["mlp"]["funcnet"]["ratio"] == pytest.approx([1.02, 1.02])
+    assert summary["mlp"]["funcnet"]["first_step_ratio"] == pytest.approx([1.1, 1.1])
+    assert summary["mlp"]["funcnet"]["step_s"] == pytest.approx(1.53)  # median of the two
+
+
+def test_targets_say_met_or_missed():
+    results = [
+        _result("raw", 0, 1.0, 1.0),
+        _result("funcnet", 0, 1.05, 1.1),
+        _result("haiku", 0, 1.01, 1.0),
+    ]
+    summary = run.summarise(results, ["raw", "funcnet", "haiku"], ["mlp"], peak_flops=1.0)
+    lines = "\n".join(run.targets(summary))
+    assert "step time 1.05 (target ≤ 1.03): MISSED" in lines
+    assert "time to first step 1.10" in lines and "target ≤ 1.2): met" in lines
+    assert "fastest of haiku: haiku" in lines and lines.rstrip().endswith("MISSED")
+
+
+def test_differing_parameter_counts_are_an_error():
+    results = [_result("raw", 0, 1.0, 1.0, n_params=10), _result("funcnet", 0, 1.0, 1.0, 11)]
+    summary = run.summarise(results, ["raw", "funcnet"], ["mlp"], peak_flops=1.0)
+    assert run.check_params(summary) == [
+        "mlp: parameter counts differ: {'raw': [10], 'funcnet': [11]}"
+    ]
+
+
+@pytest.mark.parametrize("name", [*CPU_WORKLOADS, "gpt"])
+def test_funcnet_and_raw_jax_compute_the_same_losses(name):
+    cfg = run_one.config(load(name), quick=True, overrides=[])  # the GPT is tiny when quick
+    result = run_one.verify(name, cfg, steps=2)
+    assert result["n_params_funcnet"] == result["n_params_raw"]
+    assert result["ok"], result
+
+
+def test_measure_reports_every_figure():
+    import jax.numpy as jnp
+
+    calls = []
+    bench = harness.Bench(
+        step=lambda: calls.append(1), sync=lambda: None, loss=lambda: 0.5, n_params=3
+    )
+    out = harness.measure(bench, harness.Timing(warmup=2, rounds=3, round_s=0.001))
+    assert out["rounds_s"] and len(out["rounds_s"]) == 3
+    assert out["first_step_s"] >= 0 and out["step_s"] >= 0 and out["peak_rss_mib"] > 0
+    assert len(calls) == 1 + 2 + 3 * out["steps_per_round"]
+    assert out["n_params"] == 3 and float(jnp.asarray(out["last_loss"])) == 0.5
+
+
+def test_funcnet_mlp_program_moves_no_more_memory_than_raw_jax():
+    """The compiled programs compared (load-independent): the default non-finite guard
+    and funcnet's layers, loss and Adam add no bytes and no temporaries to the MLP step."""
+    cfg = load("mlp").config(False)
+    raw = hlo.analyse("raw", "mlp", cfg, dump=None)
+    fn = hlo.analyse("funcnet", "mlp", cfg, dump=None)
+    assert fn["temp_bytes"] <= raw["temp_bytes"]
+    assert fn["bytes_accessed"] <= 1.01 * raw["bytes_accessed"]
+    assert fn["counts"].get("copy", 0) <= raw["counts"].get("copy", 0)
+
+
+@pytest.mark.slow
+def test_the_command_writes_tables_and_json(tmp_path):
+    """``python -m benchmarks.run --quick`` end to end: fresh processes, verification,
+    a Markdown table and a JSON file."""
+    code = run.main(
+        ["--quick", "--verify", "--workloads", "mlp", "--impls", "raw,funcnet",
+         "--out", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 0
+    (data,) = tmp_path.glob("*-quick.json")
+    report = json.loads(data.read_text())
+    assert report["verify"]["mlp"]["ok"]
+    assert set(report["summary"]["mlp"]) == {"raw", "funcnet"}
+    assert report["summary"]["mlp"]["funcnet"]["n_params"] == [101_770]
+    (latest,) = tmp_path.glob("latest-*.md")
+    table = latest.read_text()
+    assert "| funcnet (`make_train_step`, default non-finite guard) |" in table
+    assert "time to first step" in table
