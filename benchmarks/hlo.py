@@ -61,7 +61,7 @@ def lower(impl: str, workload: str, cfg: dict[str, Any], abstract: bool = False)
             return params, wl.raw_opt_init(params)
 
         return wl.raw_step(cfg), (make(raw_state), batch)
-    from funcnet import losses, train
+    from funcnet import train
 
     state = make(
         lambda: train.TrainState.create(
@@ -69,7 +69,7 @@ def lower(impl: str, workload: str, cfg: dict[str, Any], abstract: bool = False)
         )
     )
     mode = "error" if impl == "funcnet" else "ignore"
-    return train.make_train_step(losses.cross_entropy, on_nonfinite=mode), (state, batch)
+    return train.make_train_step(C.funcnet_loss(wl, cfg), on_nonfinite=mode), (state, batch)
 
 
 def analyse(

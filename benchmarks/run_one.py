@@ -69,9 +69,9 @@ def build(impl: str, name: str, cfg: dict[str, Any]):
     if impl in ("funcnet", "funcnet-noguard"):
         batch = (jnp.asarray(x), jnp.asarray(y))
         mode = "error" if impl == "funcnet" else "ignore"
-        return C.funcnet_bench(
-            workload.funcnet_model(cfg), workload.funcnet_optimizer(cfg), batch, mode, **extra
-        )
+        model, optimizer = workload.funcnet_model(cfg), workload.funcnet_optimizer(cfg)
+        loss_fn = C.funcnet_loss(workload, cfg)
+        return C.funcnet_bench(model, optimizer, batch, mode, loss_fn, **extra)
     import importlib
 
     module = importlib.import_module(f"benchmarks.others.{OTHERS[impl]}")
@@ -105,7 +105,7 @@ def verify(name: str, cfg: dict[str, Any], steps: int) -> dict[str, Any]:
 
     from benchmarks.workloads import _common as C
     from benchmarks.workloads import load
-    from funcnet import losses, train
+    from funcnet import train
 
     workload = load(name)
     x, y = workload.batch(cfg)
@@ -116,7 +116,7 @@ def verify(name: str, cfg: dict[str, Any], steps: int) -> dict[str, Any]:
     raw_params = workload.from_funcnet(jax.tree_util.tree_map(jnp.copy, state.params))
     n_fn, n_raw = C.count_params(state.params), C.count_params(raw_params)
     raw = (raw_params, workload.raw_opt_init(raw_params))
-    fn_step = train.make_train_step(losses.cross_entropy)
+    fn_step = train.make_train_step(C.funcnet_loss(workload, cfg))
     raw_step = workload.raw_step(cfg)
     fn_losses, raw_losses = [], []
     for _ in range(steps):

@@ -40,6 +40,7 @@ __all__ = [
     "huber_loss",
     "kl_div",
     "l1_loss",
+    "linear_cross_entropy",
     "mse_loss",
     "nll_loss",
     "smooth_l1_loss",
@@ -372,23 +373,18 @@ def _weighted_nll(
     return _reduce(loss, reduction, mask)
 
 
-def _index_cross_entropy(
-    logits: jax.Array,
-    target: jax.Array,
-    ignore_index: int,
-    reduction: str,
-    mask: ArrayLike | None,
-) -> jax.Array:
-    """Unweighted cross-entropy on class indices as ``logsumexp(logits) - logits[y]``.
+def _index_terms(
+    logits: jax.Array, target: jax.Array, ignore_index: int, rows: jax.Array | None
+) -> tuple[jax.Array, jax.Array]:
+    """Per-element unweighted cross-entropy on class indices, and which elements count.
 
-    The memory-lean form: no ``(..., C)`` log-probabilities are kept for the backward pass
-    (a large vocabulary's logits are the biggest activation of a language model), and the
-    fewest operations, so the common case compiles as fast as a hand-written loss.
-    Ignored targets and masked rows give 0 and leave the mean's denominator; an index
-    outside ``[0, C)`` gives ``nan`` (PyTorch raises).
+    ``logsumexp(logits) - logits[y]``: the memory-lean form (no ``(..., C)``
+    log-probabilities are kept for the backward pass; a large vocabulary's logits are the
+    biggest activation of a language model) in the fewest operations. Ignored targets and
+    rows where ``rows`` is False give 0 and do not count; an index outside ``[0, C)``
+    gives ``nan`` (PyTorch raises).
     """
     keep = target != ignore_index
-    rows = _row_mask(mask, target.shape)
     if rows is not None:
         keep = keep & rows
     valid = keep & (target >= 0) & (target < logits.shape[-1])
@@ -396,6 +392,11 @@ def _index_cross_entropy(
     picked = jnp.take_along_axis(logits, index, axis=-1, mode="promise_in_bounds")[..., 0]
     nll = jax.nn.logsumexp(logits, axis=-1) - picked
     loss = jnp.where(valid, nll, jnp.where(keep, jnp.nan, 0.0).astype(nll.dtype))
+    return loss, keep
+
+
+def _reduce_counted(loss: jax.Array, keep: jax.Array, reduction: str) -> jax.Array:
+    """PyTorch's reduction of index losses: the mean divides by the counted elements."""
     if reduction == "mean":
         return jnp.sum(loss) / jnp.sum(keep, dtype=loss.dtype)
     return jnp.sum(loss) if reduction == "sum" else loss
@@ -500,12 +501,115 @@ def cross_entropy(
     no_class_axis = "the input's shape without its last, class axis"
     _check_shape(fn, t, x.shape[:-1], "class-index target", no_class_axis)
     if no_smoothing and w is None:
-        return _index_cross_entropy(x, t, ignore_index, reduction, mask)
+        loss, keep = _index_terms(x, t, ignore_index, _row_mask(mask, t.shape))
+        return _reduce_counted(loss, keep, reduction)
     if no_smoothing:
         lse = jax.nn.logsumexp(x, axis=-1)
         return _weighted_nll(x, t, w, ignore_index, reduction, 0.0, mask, lse=lse)
     log_probs = jax.nn.log_softmax(x, axis=-1)
     return _weighted_nll(log_probs, t, w, ignore_index, reduction, label_smoothing, mask)
+
+
+def linear_cross_entropy(
+    input: ArrayLike,
+    weight: ArrayLike,
+    target: ArrayLike,
+    bias: ArrayLike | None = None,
+    *,
+    chunks: int = 1,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    mask: ArrayLike | None = None,
+    logits_dtype: jnp.dtype | None = None,
+) -> jax.Array:
+    """``cross_entropy(input @ weight + bias, target)`` without all the logits at once.
+
+    The output projection of a language model fused with its loss: the rows of ``input``
+    are cut into ``chunks`` slices, and each slice's logits are computed, reduced to its
+    losses and dropped inside a ``lax.scan``; the backward pass recomputes them slice by
+    slice (``jax.checkpoint``). With a 50k vocabulary the ``(tokens, vocab)`` logits are
+    the largest activation of a GPT by far; here only ``tokens / chunks`` rows of them
+    exist at a time. Values and gradients equal the unfused form's (to rounding).
+    PyTorch has no such function; this is the "chunked" or "fused linear" cross-entropy
+    of large-model trainers.
+
+    Args:
+        input: hidden states ``(..., D)``, floating (bfloat16 stays bfloat16 in the matmul).
+        weight: ``(D, C)``, the layout of a funcnet ``Linear``'s weight. A tied embedding
+            table ``(C, D)`` is passed as ``table.T`` (XLA folds the transpose into the
+            matmul).
+        target: class indices, integer, of shape ``input.shape[:-1]``.
+        bias: optional ``(C,)``.
+        chunks: how many slices the ``N = prod(input.shape[:-1])`` rows are cut into; must
+            divide ``N``. ``1`` computes all logits at once (no recomputation).
+        ignore_index: a target with this value counts in neither the sum nor the mean.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``, as :func:`cross_entropy`.
+        mask: optional bool ``(N,)`` (a leading part of ``target``'s shape): rows where it
+            is False count as absent.
+        logits_dtype: dtype of the matmul's result (default: float32, accumulated in
+            float32 whatever the inputs' dtype); ``jnp.bfloat16`` halves each slice's
+            logits. The loss itself is computed in float32.
+
+    Returns:
+        A float32 scalar, or the per-element loss of shape ``target.shape`` for
+        ``reduction="none"``.
+
+    Raises:
+        ShapeError: ``input`` not floating, ``target`` not integer, or a shape that does
+            not fit (named with both shapes).
+        ValueError: ``chunks`` does not divide the number of rows, or an unknown
+            ``reduction``.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnet.losses import cross_entropy, linear_cross_entropy
+        >>> x = jax.random.normal(jax.random.key(0), (8, 16))
+        >>> w = jax.random.normal(jax.random.key(1), (16, 100))
+        >>> y = jnp.arange(8)
+        >>> bool(jnp.allclose(linear_cross_entropy(x, w, y, chunks=4), cross_entropy(x @ w, y)))
+        True
+    """
+    fn = "linear_cross_entropy"
+    _check_reduction(fn, reduction)
+    _check_ignore_index(fn, ignore_index)
+    x = jnp.asarray(input)
+    check_dtype(fn, x, "floating", "input")
+    if x.ndim == 0:
+        raise ShapeError(f"{fn}: expected input of shape (..., D), got ()")
+    w = jnp.asarray(weight)
+    if w.ndim != 2 or w.shape[0] != x.shape[-1]:
+        raise ShapeError(
+            f"{fn}: expected weight of shape ({x.shape[-1]}, C) for input {tuple(x.shape)}, "
+            f"got {tuple(w.shape)}"
+        )
+    t = jnp.asarray(target)
+    check_dtype(fn, t, "integer", "target")
+    _check_shape(fn, t, x.shape[:-1], "target", "the input's shape without its last axis")
+    b = None if bias is None else jnp.asarray(bias)
+    if b is not None:
+        _check_shape(fn, b, (w.shape[1],), "bias", "the number of classes")
+    rows = _row_mask(mask, t.shape)
+    n = t.size
+    if not isinstance(chunks, int) or chunks < 1 or n % chunks:
+        raise ValueError(
+            f"{fn}: chunks must be a positive int dividing the {n} rows, got {chunks!r}"
+        )
+    out_dtype = jnp.float32 if logits_dtype is None else logits_dtype
+
+    def terms(xc: jax.Array, tc: jax.Array, rc: jax.Array | None):
+        logits = jnp.matmul(xc, w, preferred_element_type=out_dtype)
+        if b is not None:
+            logits = logits + b.astype(out_dtype)[None, :]
+        return _index_terms(logits.astype(jnp.float32), tc, ignore_index, rc)
+
+    flat = (x.reshape(n, -1), t.reshape(n), None if rows is None else rows.reshape(n))
+    if chunks == 1:
+        loss, keep = terms(*flat)
+    else:
+        sliced = [None if a is None else a.reshape(chunks, n // chunks, *a.shape[1:]) for a in flat]
+        body = jax.checkpoint(lambda _, xs: (None, terms(*xs)))
+        _, (loss, keep) = jax.lax.scan(body, None, sliced)
+    return _reduce_counted(loss.reshape(t.shape), keep.reshape(t.shape), reduction)
 
 
 def nll_loss(

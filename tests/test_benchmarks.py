@@ -65,9 +65,12 @@ def test_differing_parameter_counts_are_an_error():
     ]
 
 
-@pytest.mark.parametrize("name", [*CPU_WORKLOADS, "gpt"])
-def test_funcnet_and_raw_jax_compute_the_same_losses(name):
-    cfg = run_one.config(load(name), quick=True, overrides=[])  # the GPT is tiny when quick
+@pytest.mark.parametrize(
+    ("name", "overrides"),
+    [*((w, []) for w in CPU_WORKLOADS), ("gpt", []), ("gpt", ["loss_chunks=4", "remat=full"])],
+)
+def test_funcnet_and_raw_jax_compute_the_same_losses(name, overrides):
+    cfg = run_one.config(load(name), quick=True, overrides=overrides)  # a tiny GPT
     result = run_one.verify(name, cfg, steps=2)
     assert result["n_params_funcnet"] == result["n_params_raw"]
     assert result["ok"], result

@@ -38,6 +38,9 @@ PROB_IN = _rng.uniform(0.02, 0.98, size=SHAPE).astype(np.float32)
 BIN_T = _rng.uniform(0.0, 1.0, size=SHAPE).astype(np.float32)
 ELEM_W = _rng.uniform(0.5, 1.5, size=SHAPE[-1:]).astype(np.float32)  # broadcasts
 POS_W = _rng.uniform(0.5, 3.0, size=SHAPE[-1:]).astype(np.float32)
+HIDDEN = _rng.normal(size=(*SHAPE[:-1], 6)).astype(np.float32)  # linear_cross_entropy
+PROJ = _rng.normal(size=(6, C)).astype(np.float32)
+PROJ_B = _rng.normal(size=C).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------
@@ -206,6 +209,76 @@ def test_cross_entropy_keeps_no_log_probabilities_for_the_backward_pass():
     logits_bytes = 512 * 8192 * 4
     assert temporaries(L.cross_entropy) < logits_bytes // 4
     assert temporaries(lambda a, b: L.nll_loss(jax.nn.log_softmax(a), b)) >= logits_bytes
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("chunks", [1, 3, 12])
+def test_linear_cross_entropy_is_the_cross_entropy_of_the_projection(reduction, chunks):
+    logits = HIDDEN.astype(np.float64) @ PROJ + PROJ_B
+    out = L.linear_cross_entropy(
+        HIDDEN, PROJ, LABELS_IGN, PROJ_B, chunks=chunks, reduction=reduction
+    )
+    assert out.dtype == jnp.float32
+    assert_close(out, np_cross_entropy_index(logits, LABELS_IGN, reduction=reduction))
+
+
+def test_linear_cross_entropy_gradients_equal_the_unfused_forms():
+    rows = np.array([True, True, False, True])
+    args = (HIDDEN, PROJ, PROJ_B)
+    fused = lambda x, w, b: L.linear_cross_entropy(x, w, LABELS_IGN, b, chunks=4, mask=rows)
+    plain = lambda x, w, b: L.cross_entropy(x @ w + b, LABELS_IGN, mask=rows)
+    got = jax.grad(fused, argnums=(0, 1, 2))(*args)
+    want = jax.grad(plain, argnums=(0, 1, 2))(*args)
+    for g, r in zip(got, want):
+        np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)
+    assert np.all(np.asarray(got[0])[2] == 0)  # the masked row gets no gradient
+    check_grads(
+        lambda x, w: L.linear_cross_entropy(x, w, LABELS, chunks=3),
+        (HIDDEN, PROJ),
+        order=1,
+        modes=["rev"],
+        atol=1e-2,
+        rtol=1e-2,
+    )
+
+
+def test_linear_cross_entropy_never_holds_all_the_logits():
+    """With 16 chunks, value-and-gradient keeps a sixteenth of the logits (XLA's own
+    accounting); unchunked it keeps them all, as cross_entropy(x @ w) does."""
+    x = jax.ShapeDtypeStruct((2048, 32), jnp.float32)
+    w = jax.ShapeDtypeStruct((32, 4096), jnp.float32)
+    y = jax.ShapeDtypeStruct((2048,), jnp.int32)
+
+    def temporaries(chunks):
+        loss = lambda x, w, y: L.linear_cross_entropy(x, w, y, chunks=chunks)
+        step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+        return step.lower(x, w, y).compile().memory_analysis().temp_size_in_bytes
+
+    logits_bytes = 2048 * 4096 * 4
+    assert temporaries(16) < logits_bytes // 4
+    assert temporaries(1) >= logits_bytes
+
+
+def test_linear_cross_entropy_in_bfloat16_and_under_vmap():
+    x, w = jnp.asarray(HIDDEN, jnp.bfloat16), jnp.asarray(PROJ, jnp.bfloat16)
+    out = L.linear_cross_entropy(x, w, LABELS, chunks=2, logits_dtype=jnp.bfloat16)
+    assert out.dtype == jnp.float32
+    ref = np_cross_entropy_index(np.asarray(x, np.float64) @ np.asarray(w, np.float64), LABELS)
+    np.testing.assert_allclose(out, ref, rtol=2e-2)
+    per_row = jax.vmap(lambda h, t: L.linear_cross_entropy(h, PROJ, t, chunks=3))(HIDDEN, LABELS)
+    none = L.linear_cross_entropy(HIDDEN, PROJ, LABELS, reduction="none")
+    np.testing.assert_allclose(per_row, np.mean(np.asarray(none), axis=1), rtol=1e-5)
+
+
+def test_linear_cross_entropy_errors_name_the_problem():
+    with pytest.raises(ValueError, match="chunks must be a positive int dividing the 12 rows"):
+        L.linear_cross_entropy(HIDDEN, PROJ, LABELS, chunks=5)
+    with pytest.raises(ShapeError, match=r"expected weight of shape \(6, C\).*got \(5, 6\)"):
+        L.linear_cross_entropy(HIDDEN, PROJ.T, LABELS)
+    with pytest.raises(ShapeError, match="expected integer target"):
+        L.linear_cross_entropy(HIDDEN, PROJ, LABELS.astype(np.float32))
+    with pytest.raises(ShapeError, match=r"expected target of shape \(4, 3\)"):
+        L.linear_cross_entropy(HIDDEN, PROJ, LABELS[:2])
 
 
 def test_cross_entropy_custom_ignore_index_and_2d_input():
@@ -485,6 +558,7 @@ ALL_LOSSES = {
     "bce": lambda: L.binary_cross_entropy(PROB_IN, BIN_T, ELEM_W, reduction="none"),
     "bce_logits": lambda: L.binary_cross_entropy_with_logits(PRED, BIN_T, pos_weight=POS_W),
     "kl_div": lambda: L.kl_div(LOGITS, PROBS, reduction="batchmean"),
+    "linear_ce": lambda: L.linear_cross_entropy(HIDDEN, PROJ, LABELS_IGN, PROJ_B, chunks=3),
 }
 
 

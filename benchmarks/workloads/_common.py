@@ -145,19 +145,34 @@ def jax_bench(
     return Bench(step=run, sync=sync, loss=loss, n_params=n_params, **extra)
 
 
-def funcnet_bench(model: Any, optimizer: Any, batch: Any, on_nonfinite: str, **extra: Any) -> Bench:
+def funcnet_loss(workload: Any, cfg: dict[str, Any]) -> Callable[..., jax.Array]:
+    """The workload's funcnet loss: its own ``funcnet_loss(cfg)``, else cross-entropy."""
+    from funcnet import losses
+
+    return workload.funcnet_loss(cfg) if hasattr(workload, "funcnet_loss") else losses.cross_entropy
+
+
+def funcnet_bench(
+    model: Any,
+    optimizer: Any,
+    batch: Any,
+    on_nonfinite: str,
+    loss_fn: Callable[..., jax.Array] | None = None,
+    **extra: Any,
+) -> Bench:
     """The funcnet train step exactly as a user writes it."""
     from funcnet import losses, train
 
+    loss_fn = loss_fn or losses.cross_entropy
     state = train.TrainState.create(model, optimizer, jax.random.key(SEED))
-    step = train.make_train_step(losses.cross_entropy, on_nonfinite=on_nonfinite)
+    step = train.make_train_step(loss_fn, on_nonfinite=on_nonfinite)
     return jax_bench(
         step,
         state,
         batch,
         count_params(state.params),
         loss_of=lambda m: m["loss"],
-        notes=f"make_train_step(losses.cross_entropy, on_nonfinite={on_nonfinite!r})",
+        notes=f"make_train_step({getattr(loss_fn, '__name__', 'loss')}, on_nonfinite={on_nonfinite!r})",
         **extra,
     )
 

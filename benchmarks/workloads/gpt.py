@@ -22,7 +22,8 @@ many slices of the tokens inside a rematerialised ``lax.scan``, so the (tokens, 
 logits never exist at once), ``attention`` (``auto``: cuDNN's fused kernel on GPU, XLA on
 CPU; ``xla``; ``cudnn``), ``scan_layers`` (``true``: ``lax.scan`` over stacked layers, one
 compiled layer; ``false``: a Python loop). funcnet's version honours ``remat`` (``jax.checkpoint`` around
-each block in the model's forward, as a user writes it) and ``logits``.
+each block in the model's forward, as a user writes it), ``logits`` and ``loss_chunks``
+(``losses.linear_cross_entropy``).
 """
 
 from __future__ import annotations
@@ -228,7 +229,6 @@ def funcnet_model(cfg: dict[str, Any]):
             )  # fmt: skip
             self.ln_f = nn.LayerNorm(d)
             self.remat = c["remat"]
-            self.logits_dtype = jnp.float32 if c["logits"] == "f32" else BF16
 
         def forward(self, ctx: nn.Context, ids: jax.Array) -> jax.Array:
             positions = jnp.arange(ids.shape[1])
@@ -236,11 +236,28 @@ def funcnet_model(cfg: dict[str, Any]):
             for block in self.blocks:
                 run = lambda h, block=block: block(ctx, h, is_causal=True)
                 x = _remat(run, self.remat)(x)
-            x = self.ln_f(ctx, x)
-            wte = ctx.params["wte"]["weight"].astype(BF16)  # tied output projection
-            return jnp.einsum("btd,vd->btv", x, wte, preferred_element_type=self.logits_dtype)
+            # The output projection is tied to the embedding and fused with the loss
+            # (funcnet_loss): the model returns the final hidden states and the table.
+            return self.ln_f(ctx, x), ctx.params["wte"]["weight"].astype(BF16)
 
     return GPT(cfg)
+
+
+def funcnet_loss(cfg: dict[str, Any]):
+    """Next-token cross-entropy of the tied output projection, in ``loss_chunks`` slices
+    of the tokens (``losses.linear_cross_entropy``: the (tokens, vocab) logits never
+    exist at once when ``loss_chunks > 1``)."""
+    from funcnet import losses
+
+    logits_dtype = jnp.float32 if cfg["logits"] == "f32" else BF16
+
+    def loss(out: tuple[jax.Array, jax.Array], targets: jax.Array) -> jax.Array:
+        x, table = out
+        return losses.linear_cross_entropy(
+            x, table.T, targets, chunks=int(cfg["loss_chunks"]), logits_dtype=logits_dtype
+        )
+
+    return loss
 
 
 def funcnet_optimizer(cfg: dict[str, Any]):
