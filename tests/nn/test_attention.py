@@ -199,6 +199,50 @@ def test_gradients_match_finite_differences_and_the_fused_path():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_fused_in_projection_equals_the_separate_one(batch_first):
+    """Self-attention with one (E, 3E) matmul gives the values and gradients of three."""
+    params = _to_funcnet(torch_layout_params())
+    x = jnp.asarray(_inputs()[0])
+    x = x if batch_first else jnp.swapaxes(x, 0, 1)
+    kpm = jnp.asarray(KPM[:, :L])  # self-attention: the keys are the L queries
+
+    def make(mode):
+        model = nn.MultiheadAttention(E, N, batch_first=batch_first, in_projection=mode)
+
+        def loss(p, x):
+            out = model.apply(p, {}, x, x, x, key_padding_mask=kpm, need_weights=False)[0][0]
+            return jnp.sum(jnp.sin(out)), out
+
+        return jax.jit(jax.value_and_grad(loss, has_aux=True))
+
+    (_, fused), fused_grads = make("fused")(params, x)
+    (_, separate), separate_grads = make("separate")(params, x)
+    np.testing.assert_allclose(fused, separate, rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(fused_grads), jax.tree.leaves(separate_grads)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+    def matmuls(mode):  # dot_generals in the forward pass's jaxpr
+        model = nn.MultiheadAttention(E, N, batch_first=batch_first, in_projection=mode)
+        jaxpr = jax.make_jaxpr(lambda p: model.apply(p, {}, x, x, x, need_weights=False))(params)
+        return str(jaxpr).count("dot_general")
+
+    assert matmuls("separate") == matmuls("fused") + 2
+
+
+def test_in_projection_choice(monkeypatch):
+    model = nn.MultiheadAttention(E, N)
+    assert not model._fused_projection(True)  # auto on CPU: separate
+    assert nn.MultiheadAttention(E, N, in_projection="fused")._fused_projection(True)
+    assert not nn.MultiheadAttention(E, N, in_projection="fused")._fused_projection(False)
+    assert not nn.MultiheadAttention(E, N, kdim=3, in_projection="fused")._fused_projection(True)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert model._fused_projection(True)
+    assert not nn.MultiheadAttention(E, N, in_projection="separate")._fused_projection(True)
+    with pytest.raises(ValueError, match="in_projection"):
+        nn.MultiheadAttention(E, N, in_projection="packed")
+
+
 def test_dropout_on_weights_only_in_training():
     model = nn.MultiheadAttention(E, N, dropout=0.5, batch_first=True)
     params, _ = model.init(jax.random.key(0))
