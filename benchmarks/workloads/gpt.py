@@ -21,9 +21,10 @@ result dtype), ``loss_chunks`` (>1: the output projection and cross-entropy run 
 many slices of the tokens inside a rematerialised ``lax.scan``, so the (tokens, vocab)
 logits never exist at once), ``attention`` (``auto``: cuDNN's fused kernel on GPU, XLA on
 CPU; ``xla``; ``cudnn``), ``scan_layers`` (``true``: ``lax.scan`` over stacked layers, one
-compiled layer; ``false``: a Python loop). funcnet's version honours ``remat`` (``jax.checkpoint`` around
-each block in the model's forward, as a user writes it), ``logits`` and ``loss_chunks``
-(``losses.linear_cross_entropy``).
+compiled layer; ``false``: a Python loop). funcnet's version honours ``scan_layers``
+(``nn.LayerStack``, or a ``ModuleList`` looped in ``forward``), ``remat`` (LayerStack's
+option, or ``jax.checkpoint`` around each block in the loop), ``logits`` and
+``loss_chunks`` (``losses.linear_cross_entropy``).
 """
 
 from __future__ import annotations
@@ -87,6 +88,14 @@ def _remat(fn, kind: str):
     if kind == "dots":
         return jax.checkpoint(fn, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
     raise ValueError(f"remat must be none, full or dots, got {kind!r}")
+
+
+#: ``remat`` as LayerStack's option.
+_REMAT = {
+    "none": False,
+    "full": True,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
 
 
 # ------------------------------------------------------------------------ raw JAX
@@ -185,8 +194,11 @@ def raw_step(cfg: dict[str, Any]):
 
 
 def from_funcnet(p: dict[str, Any]) -> dict[str, Any]:
-    blocks = [p["blocks"][str(i)] for i in range(len(p["blocks"]))]
-    stack = lambda get: jnp.stack([get(b) for b in blocks])
+    if "0" in p["blocks"]:  # a ModuleList (scan_layers=false)
+        blocks = [p["blocks"][str(i)] for i in range(len(p["blocks"]))]
+        stack = lambda get: jnp.stack([get(b) for b in blocks])
+    else:  # a LayerStack: already stacked
+        stack = lambda get: get(p["blocks"])
     return {
         "wte": p["wte"]["weight"],
         "wpe": p["wpe"]["weight"],
@@ -220,22 +232,26 @@ def funcnet_model(cfg: dict[str, Any]):
             d = c["d_model"]
             self.wte = nn.Embedding(c["vocab"], d, weight_init=init_std(0.02))
             self.wpe = nn.Embedding(c["seq"], d, weight_init=init_std(0.01))
-            self.blocks = nn.ModuleList(
-                nn.TransformerEncoderLayer(
-                    d, c["heads"], 4 * d, dropout=0.0, activation="gelu",
-                    batch_first=True, norm_first=True,
-                )
-                for _ in range(c["layers"])
+            block = lambda: nn.TransformerEncoderLayer(
+                d, c["heads"], 4 * d, dropout=0.0, activation="gelu", batch_first=True,
+                norm_first=True,
             )  # fmt: skip
+            if c["scan_layers"]:  # one compiled block, as the raw reference's lax.scan
+                self.blocks = nn.LayerStack(block(), c["layers"], remat=_REMAT[c["remat"]])
+            else:
+                self.blocks = nn.ModuleList(block() for _ in range(c["layers"]))
             self.ln_f = nn.LayerNorm(d)
             self.remat = c["remat"]
 
         def forward(self, ctx: nn.Context, ids: jax.Array) -> jax.Array:
             positions = jnp.arange(ids.shape[1])
             x = (self.wte(ctx, ids) + self.wpe(ctx, positions)).astype(BF16)
-            for block in self.blocks:
-                run = lambda h, block=block: block(ctx, h, is_causal=True)
-                x = _remat(run, self.remat)(x)
+            if isinstance(self.blocks, nn.LayerStack):
+                x = self.blocks(ctx, x, is_causal=True)
+            else:
+                for block in self.blocks:
+                    run = lambda h, block=block: block(ctx, h, is_causal=True)
+                    x = _remat(run, self.remat)(x)
             # The output projection is tied to the embedding and fused with the loss
             # (funcnet_loss): the model returns the final hidden states and the table.
             return self.ln_f(ctx, x), ctx.params["wte"]["weight"].astype(BF16)

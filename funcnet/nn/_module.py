@@ -222,10 +222,11 @@ class Module(metaclass=_ModuleMeta):
         train: bool,
         key: jax.Array | None,
         recorder: list | None = None,
+        path: str = "model",
     ) -> tuple[Any, State]:
         root = _Root(train=train, key=key, state=state)
         root.recorder = recorder
-        ctx = Context(self, "model", params, (), root)
+        ctx = Context(self, path, params, (), root)
         if recorder is not None:
             recorder.append(None)
         out = self.forward(ctx, *args, **kwargs)
@@ -411,6 +412,17 @@ class Context:
                 f"{jnp.shape(old)} {jnp.result_type(old)} to {jnp.shape(value)} {jnp.result_type(value)}"
             )
         node[name] = value
+
+    def _replace_state(self, tree: Mapping[str, Any]) -> None:
+        """Replaces this module's whole state subtree (for containers such as LayerStack
+        that run their blocks with ``apply``); the caller keeps its structure."""
+        if not self._route:
+            self._root.state_out = _copy_dicts(tree)
+            return
+        node: Any = self._root.state_out
+        for part in self._route[:-1]:
+            node = node[part]
+        node[self._route[-1]] = _copy_dicts(tree)
 
     # -------------------------------------------------------------------- keys
     @property

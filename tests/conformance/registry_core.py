@@ -1,4 +1,4 @@
-"""Conformance entries for the core layers: Linear, shape layers, activations, Sequential."""
+"""Conformance entries for the core layers: Linear, shape layers, activations, containers."""
 
 import funcnet.functional as F
 from funcnet import nn
@@ -49,5 +49,13 @@ ENTRIES = [
         (((3, 6), F32),),
         (((3, 4), F32),),
         r"model\.0 \(Linear\): expected input with last dimension 6",
+    ),
+    Entry(
+        "LayerStack",
+        lambda: nn.LayerStack(nn.Sequential(nn.Linear(6, 6), F.relu, nn.Dropout(0.1)), 3),
+        (((3, 6), F32),),
+        (((3, 4), F32),),
+        r"model\.0 \(Linear\): expected input with last dimension 6",
+        train=True,
     ),
 ]
