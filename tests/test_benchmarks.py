@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from benchmarks import harness, hlo, run, run_one
+from benchmarks import ab, harness, hlo, run, run_one
 from benchmarks.workloads import CPU_WORKLOADS, load
 
 
@@ -99,6 +99,13 @@ def test_funcnet_mlp_program_moves_no_more_memory_than_raw_jax():
     assert fn["temp_bytes"] <= raw["temp_bytes"]
     assert fn["bytes_accessed"] <= 1.01 * raw["bytes_accessed"]
     assert fn["counts"].get("copy", 0) <= raw["counts"].get("copy", 0)
+
+
+def test_ab_times_the_three_steps_in_one_process():
+    summary = ab.main(["--workload", "mlp", "--steps", "2", "--rounds", "2"])
+    assert set(summary) == {"raw", "funcnet", "funcnet-noguard"}
+    assert summary["raw"]["ratio"] == 1.0
+    assert all(s["step_s"] > 0 and s["ratio"] > 0 for s in summary.values())
 
 
 @pytest.mark.slow
