@@ -17,35 +17,21 @@ import statistics
 import time
 from typing import Any
 
-IMPLS = {"raw": None, "funcnet": "error", "funcnet-noguard": "ignore"}
+IMPLS = ("raw", "funcnet", "funcnet-noguard")
 
 
 def steps(workload: str, overrides: list[str]) -> dict[str, tuple[Any, Any, Any]]:
-    """``{impl: (step, state, batch)}`` built as ``benchmarks.run_one`` builds them."""
-    import jax
-    import jax.numpy as jnp
-
+    """``{impl: (step, state, batch)}``, built as ``benchmarks.hlo`` builds them."""
+    from benchmarks.hlo import lower
     from benchmarks.run_one import config
-    from benchmarks.workloads import _common as C
     from benchmarks.workloads import load
-    from funcnet import train
 
-    wl = load(workload)
-    cfg = config(wl, False, overrides)
-    x, y = wl.batch(cfg)
-    batch = (jnp.asarray(x), jnp.asarray(y))
-    out = {}
-    for impl, mode in IMPLS.items():
-        if mode is None:
-            params = wl.raw_init(cfg, jax.random.key(C.SEED))
-            out[impl] = (wl.raw_step(cfg), (params, wl.raw_opt_init(params)), batch)
-            continue
-        state = train.TrainState.create(
-            wl.funcnet_model(cfg), wl.funcnet_optimizer(cfg), jax.random.key(C.SEED)
-        )
-        step = train.make_train_step(C.funcnet_loss(wl, cfg), on_nonfinite=mode)
-        out[impl] = (step, state, batch)
-    return out
+    cfg = config(load(workload), False, overrides)
+    built = {}
+    for impl in IMPLS:
+        step, (state, batch) = lower(impl, workload, cfg)
+        built[impl] = (step, state, batch)
+    return built
 
 
 def measure(built: dict[str, tuple[Any, Any, Any]], n: int, rounds: int) -> dict[str, list]:

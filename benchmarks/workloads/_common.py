@@ -157,13 +157,12 @@ def funcnet_bench(
     optimizer: Any,
     batch: Any,
     on_nonfinite: str,
-    loss_fn: Callable[..., jax.Array] | None = None,
+    loss_fn: Callable[..., jax.Array],
     **extra: Any,
 ) -> Bench:
     """The funcnet train step exactly as a user writes it."""
-    from funcnet import losses, train
+    from funcnet import train
 
-    loss_fn = loss_fn or losses.cross_entropy
     state = train.TrainState.create(model, optimizer, jax.random.key(SEED))
     step = train.make_train_step(loss_fn, on_nonfinite=on_nonfinite)
     return jax_bench(

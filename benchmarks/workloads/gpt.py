@@ -80,22 +80,21 @@ def _attention_impl(kind: str) -> str | None:
     return kind
 
 
-def _remat(fn, kind: str):
-    if kind == "none":
-        return fn
-    if kind == "full":
-        return jax.checkpoint(fn)
-    if kind == "dots":
-        return jax.checkpoint(fn, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
-    raise ValueError(f"remat must be none, full or dots, got {kind!r}")
-
-
-#: ``remat`` as LayerStack's option.
+#: ``remat`` as ``jax.checkpoint`` options (and LayerStack's ``remat``).
 _REMAT = {
     "none": False,
     "full": True,
     "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
+
+
+def _remat(fn, kind: str):
+    if kind not in _REMAT:
+        raise ValueError(f"remat must be none, full or dots, got {kind!r}")
+    option = _REMAT[kind]
+    if option is False:
+        return fn
+    return jax.checkpoint(fn) if option is True else jax.checkpoint(fn, policy=option)
 
 
 # ------------------------------------------------------------------------ raw JAX
