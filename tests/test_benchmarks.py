@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from benchmarks import ab, harness, hlo, run, run_one
+from benchmarks import ab, compile, harness, hlo, run, run_one
 from benchmarks.workloads import CPU_WORKLOADS, load
 
 
@@ -106,6 +106,39 @@ def test_ab_times_the_three_steps_in_one_process():
     assert set(summary) == {"raw", "funcnet", "funcnet-noguard"}
     assert summary["raw"]["ratio"] == 1.0
     assert all(s["step_s"] > 0 and s["ratio"] > 0 for s in summary.values())
+
+
+_CPU_LOG = """\
+I1204 cpu_compiler.cc:2091] Compiling: jit_init
+I1204 ir_compiler.cc:293] Compiled LLVM module: __compute_module_iota_kernel_module time: 3 ms (3000 us)
+I1204 cpu_compiler.cc:2091] Compiling: jit_step
+I1204 ir_compiler.cc:293] Compiled LLVM module: __compute_module_add_fusion.2_kernel_module time: 8.5 ms (8500 us) (cumulative: 1 s)
+I1204 ir_compiler.cc:293] Compiled LLVM module: __compute_module___compute_module_wrapped_add time: 950 us (950 us)
+I1204 ir_compiler.cc:293] Compiled LLVM module: __compute_module_pad_transpose_fusion_kernel_module time: 1.25 s (1250000 us)
+I1204 cpu_compiler.cc:2094] Compiling [jit_step] for CPU using JIT time: 1.3 s (1300000 us)
+I1204 cpu_compiler.cc:2091] Compiling: jit_other
+I1204 ir_compiler.cc:293] Compiled LLVM module: __compute_module_copy_kernel_module time: 2 ms (2000 us)
+"""
+
+
+def test_compile_log_gives_the_steps_kernels_only():
+    assert compile.parse_cpu_log(_CPU_LOG) == [
+        ("add_fusion.2", 8.5), ("wrapped_add", pytest.approx(0.95)), ("pad_transpose_fusion", 1250.0)
+    ]  # fmt: skip
+    assert compile.parse_cpu_log(_CPU_LOG, "jit_init") == [("iota", 3.0)]
+    assert compile.parse_cpu_log("no compiler log here") == []
+
+
+@pytest.mark.slow
+def test_compile_splits_the_first_step_and_reads_the_kernels():
+    """``python -m benchmarks.compile``: phases timed in one process, and XLA:CPU's log read
+    from a child process (this fails if the installed XLA stops printing it as parsed)."""
+    out = compile.main(["--workload", "mlp", "--impls", "raw,funcnet", "--reps", "1"])
+    assert set(out["phases"]) == {"raw", "funcnet"}
+    assert all(len(t["compile"]) == 1 and t["compile"][0] > 0 for t in out["phases"].values())
+    kernels = out["kernels"]
+    assert len(kernels["raw"]) >= 10 and len(kernels["funcnet"]) >= 10
+    assert all(ms > 0 for _, ms in kernels["funcnet"])
 
 
 @pytest.mark.slow
