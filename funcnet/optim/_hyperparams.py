@@ -29,14 +29,16 @@ class HyperparamsState(NamedTuple):
     """State of an optimizer whose hyper-parameters live in its state.
 
     Attributes:
-        count: int32 ``()``, updates applied so far.
+        count: int32 ``()``, updates applied so far, which schedules are evaluated at; only
+            kept when a hyper-parameter is a schedule (else ``None``: one state leaf and one
+            kernel less per step).
         hyperparams: name -> value that the *next* update uses: float scalars ``()`` of the
             default float dtype (float32, or float64 under ``jax_enable_x64``), or tuples of
             them (``betas``). A schedule-driven entry holds ``schedule(count)``.
         inner_state: the state of the optimizer built from those values.
     """
 
-    count: jax.Array
+    count: jax.Array | None
     hyperparams: dict[str, Any]
     inner_state: OptState
 
@@ -64,7 +66,13 @@ def _evaluate(spec: Any, count: jax.Array, dtype: Any) -> Any:
     return jnp.array(value, dtype=dtype)  # a copy: state buffers must not alias (donation)
 
 
-def _advance(spec: Any, stored: Any, count: jax.Array) -> Any:
+def _scheduled(spec: Any) -> bool:
+    if isinstance(spec, tuple):
+        return any(_scheduled(s) for s in spec)
+    return callable(spec)
+
+
+def _advance(spec: Any, stored: Any, count: jax.Array | None) -> Any:
     """Stored values for the next step: schedules re-evaluated, constants kept as stored."""
     if isinstance(spec, tuple):
         return tuple(_advance(s, v, count) for s, v in zip(spec, stored))
@@ -105,18 +113,19 @@ def with_hyperparams(
             )
     static = {k: v for k, v in values.items() if k not in in_state}
     specs = {k: values[k] for k in in_state}
+    counted = any(_scheduled(spec) for spec in specs.values())
 
     def init(params: Params) -> HyperparamsState:
-        count = jnp.zeros((), jnp.int32)
+        zero = jnp.zeros((), jnp.int32)
         dtype = jnp.result_type(float)
-        hyperparams = {k: _evaluate(spec, count, dtype) for k, spec in specs.items()}
+        hyperparams = {k: _evaluate(spec, zero, dtype) for k, spec in specs.items()}
         inner_state = build(**static, **hyperparams).init(params)
         if _nodes(inner_state):
             raise ValueError(
                 f"{name} builds an optimizer that already keeps hyper-parameters in its "
                 "state; choose them with its own in_state= argument instead of nesting."
             )
-        return HyperparamsState(count, hyperparams, inner_state)
+        return HyperparamsState(zero if counted else None, hyperparams, inner_state)
 
     def update(
         grads: Updates, state: HyperparamsState, params: Params | None = None
@@ -128,7 +137,7 @@ def with_hyperparams(
             )
         inner = build(**static, **state.hyperparams)
         updates, inner_state = inner.update(grads, state.inner_state, params)
-        count = safe_increment(state.count)
+        count = safe_increment(state.count) if counted else None
         hyperparams = {k: _advance(specs[k], state.hyperparams[k], count) for k in specs}
         return updates, HyperparamsState(count, hyperparams, inner_state)
 

@@ -47,6 +47,21 @@ def test_current_lr_reads_every_optimizer_and_follows_its_schedule(recipe):
     assert int(state.count) == 5
 
 
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda r: r.__name__)
+def test_a_constant_lr_keeps_no_step_count(recipe):
+    # Nothing evaluates a schedule, so no count (a state leaf and a kernel per step less);
+    # the inner optimizer keeps its own count where its rule needs one (Adam's bias
+    # correction). The stored lr still changes with set_hyperparams.
+    state = run(recipe(0.25), 3)
+    assert state.count is None
+    leaves = len(jax.tree_util.tree_leaves(state))
+    scheduled = run(recipe(schedules.constant(0.25)), 3)
+    assert int(scheduled.count) == 3
+    assert len(jax.tree_util.tree_leaves(scheduled)) == leaves + 1
+    state = optim.set_hyperparams(state, lr=0.5)
+    assert float(optim.current_lr(run(recipe(0.25), 1, state=state))) == 0.5
+
+
 def test_current_lr_through_wrappers_and_groups():
     opt = optim.chain(
         optim.clip_grad_norm(1.0),
