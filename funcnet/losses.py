@@ -540,8 +540,10 @@ def linear_cross_entropy(
             matmul).
         target: class indices, integer, of shape ``input.shape[:-1]``.
         bias: optional ``(C,)``.
-        chunks: how many slices the ``N = prod(input.shape[:-1])`` rows are cut into; must
-            divide ``N``. ``1`` computes all logits at once (no recomputation).
+        chunks: how many slices the ``N = prod(input.shape[:-1])`` rows are cut into, each
+            of ``ceil(N / chunks)`` rows (the last one padded with rows that do not count
+            when ``chunks`` does not divide ``N``). ``1`` computes all logits at once (no
+            recomputation).
         ignore_index: a target with this value counts in neither the sum nor the mean.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``, as :func:`cross_entropy`.
         mask: optional bool ``(N,)`` (a leading part of ``target``'s shape): rows where it
@@ -557,8 +559,7 @@ def linear_cross_entropy(
     Raises:
         ShapeError: ``input`` not floating, ``target`` not integer, or a shape that does
             not fit (named with both shapes).
-        ValueError: ``chunks`` does not divide the number of rows, or an unknown
-            ``reduction``.
+        ValueError: ``chunks`` is not a positive int, or an unknown ``reduction``.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -590,10 +591,8 @@ def linear_cross_entropy(
         _check_shape(fn, b, (w.shape[1],), "bias", "the number of classes")
     rows = _row_mask(mask, t.shape)
     n = t.size
-    if not isinstance(chunks, int) or chunks < 1 or n % chunks:
-        raise ValueError(
-            f"{fn}: chunks must be a positive int dividing the {n} rows, got {chunks!r}"
-        )
+    if not isinstance(chunks, int) or isinstance(chunks, bool) or chunks < 1:
+        raise ValueError(f"{fn}: chunks must be a positive int, got {chunks!r}")
     out_dtype = jnp.float32 if logits_dtype is None else logits_dtype
 
     def terms(xc: jax.Array, tc: jax.Array, rc: jax.Array | None):
@@ -606,9 +605,19 @@ def linear_cross_entropy(
     if chunks == 1:
         loss, keep = terms(*flat)
     else:
-        sliced = [None if a is None else a.reshape(chunks, n // chunks, *a.shape[1:]) for a in flat]
+        per = -(-n // chunks)  # rows per chunk; the last is padded with rows that count not
+        if per * chunks != n:
+            pad = per * chunks - n
+            live = jnp.ones((n,), bool) if flat[2] is None else flat[2]
+            flat = (
+                jnp.pad(flat[0], ((0, pad), (0, 0))),
+                jnp.pad(flat[1], (0, pad)),
+                jnp.pad(live, (0, pad)),
+            )
+        sliced = [None if a is None else a.reshape(chunks, per, *a.shape[1:]) for a in flat]
         body = jax.checkpoint(lambda _, xs: (None, terms(*xs)))
         _, (loss, keep) = jax.lax.scan(body, None, sliced)
+        loss, keep = loss.reshape(-1)[:n], keep.reshape(-1)[:n]
     return _reduce_counted(loss.reshape(t.shape), keep.reshape(t.shape), reduction)
 
 
