@@ -2,11 +2,12 @@
 
 Inside funcnet attention runs in JAX's layout (batch, seq, heads, head_dim), the layout of
 ``jax.nn.dot_product_attention``. When the attention weights are not needed and no dropout
-is applied to them, that function computes the attention: on a CUDA GPU with float16 or
-bfloat16 inputs funcnet asks for cuDNN's fused (flash) kernel explicitly, because
-``implementation=None`` means XLA in jax 0.10 (on CPU and TPU, XLA). Otherwise the
-weights are computed explicitly, with the same numerics as JAX's XLA path (logits and
-softmax in float32).
+is applied to them, on a CUDA GPU with float16 or bfloat16 inputs funcnet asks that
+function for cuDNN's fused (flash) kernel explicitly, because ``implementation=None``
+means XLA in jax 0.10. Otherwise the attention is computed explicitly, with the numerics
+of JAX's XLA path (logits and softmax in float32) but the queries scaled before the first
+einsum (on XLA:CPU a scale of the logits becomes a materialised constant of their size);
+``implementation="xla"`` asks for JAX's XLA path itself.
 
 Masks: inside funcnet a boolean mask is True where a query may attend (JAX's and
 ``F.scaled_dot_product_attention``'s convention); ``nn.MultiheadAttention`` converts
@@ -44,10 +45,11 @@ def _on_gpu() -> bool:
 
 
 def fused_implementation(q: jax.Array, implementation: str | None) -> str:
-    """The ``implementation`` to pass to ``jax.nn.dot_product_attention``.
+    """``"cudnn"`` (call ``jax.nn.dot_product_attention`` for cuDNN's kernel) or ``"xla"``.
 
     ``None`` (auto) picks ``"cudnn"`` on a CUDA GPU for float16/bfloat16 inputs with a
-    head dimension cuDNN supports (a multiple of 8, at most 128), else ``"xla"``.
+    head dimension cuDNN supports (a multiple of 8, at most 128), else ``"xla"``: the
+    explicit form, unless ``"xla"`` was asked for by name (then JAX's XLA path).
     """
     if implementation is not None:
         if implementation not in ("xla", "cudnn"):
@@ -102,8 +104,9 @@ def attention(
             except (ValueError, NotImplementedError, RuntimeError):
                 if implementation == "cudnn":
                     raise
-                # auto: a shape or configuration cuDNN does not support, so XLA
-        return _dpa(q, k, v, bias, mask, scale, is_causal, "xla"), None
+                # auto: a shape or configuration cuDNN does not support
+        if implementation == "xla":
+            return _dpa(q, k, v, bias, mask, scale, is_causal, "xla"), None
     return _explicit(q, k, v, mask, bias, is_causal, scale, dropout_p, dropout_key, need_weights)
 
 
@@ -134,7 +137,10 @@ def _explicit(q, k, v, mask, bias, is_causal, scale, dropout_p, dropout_key, nee
         k = jnp.repeat(k, n // kv_heads, axis=2)
         v = jnp.repeat(v, n // kv_heads, axis=2)
     logits_dtype = jnp.promote_types(q.dtype, jnp.float32)  # as JAX: at least float32
-    logits = jnp.einsum("btnd,bsnd->bnts", q, k, preferred_element_type=logits_dtype) * scale
+    # Scale q, not the logits: (T, D) per head is at most (T, S), and on XLA:CPU a scale of
+    # the logits is fused into the matmul as a broadcast constant of the logits' size.
+    q = q * jnp.asarray(scale, q.dtype)
+    logits = jnp.einsum("btnd,bsnd->bnts", q, k, preferred_element_type=logits_dtype)
     if bias is not None:
         logits = logits + jnp.asarray(bias, logits_dtype)
     if is_causal:

@@ -42,8 +42,9 @@ class MultiheadAttention(Module):
         kdim, vdim: features of key and value (default embed_dim).
         batch_first: inputs and output are (B, L, E) instead of PyTorch's default (L, B, E).
         implementation: ``None`` (auto: cuDNN's fused kernel on a CUDA GPU for
-            float16/bfloat16, else XLA), ``"xla"`` or ``"cudnn"``; used only when the
-            weights are not needed and no attention dropout applies.
+            float16/bfloat16, else two einsums and a softmax), ``"xla"`` (JAX's XLA
+            path) or ``"cudnn"``; used only when the weights are not needed and no
+            attention dropout applies.
         dtype: dtype of the parameters.
         in_projection: how self-attention (``query``, ``key`` and ``value`` the same
             array) projects with the packed ``in_proj_weight``: ``"fused"``, one matmul
@@ -58,8 +59,8 @@ class MultiheadAttention(Module):
     (or (B, L, E) if batch_first, or unbatched (L, E)), key (S, B, kdim), value
     (S, B, vdim), returns ``(output, weights)``: output of query's shape and dtype;
     weights (B, L, S) averaged over heads, (B, num_heads, L, S) with
-    ``average_attn_weights=False``, or None with ``need_weights=False`` (then
-    ``jax.nn.dot_product_attention`` runs, fused where possible). Masks as PyTorch:
+    ``average_attn_weights=False``, or None with ``need_weights=False`` (then cuDNN's
+    fused kernel runs where it can). Masks as PyTorch:
 
     - ``key_padding_mask`` (B, S): boolean True = ignore that key, or floating, added.
     - ``attn_mask`` (L, S) or (B·num_heads, L, S): boolean True = *not* allowed, or

@@ -7,6 +7,9 @@ References take PyTorch's layouts (``in_proj_weight`` (3E, E), ``out_proj.weight
 
 from __future__ import annotations
 
+import math
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -311,7 +314,8 @@ def test_fused_implementation_choice(monkeypatch):
     assert _attention.fused_implementation(f32, "xla") == "xla"
     with pytest.raises(ValueError, match="implementation"):
         _attention.fused_implementation(f32, "flash")
-    # auto falls back to XLA when cuDNN refuses (here: no cuDNN); "cudnn" raises instead
+    # auto falls back to the explicit path, with the numerics of JAX's XLA path, when
+    # cuDNN refuses (here: no cuDNN); "cudnn" raises instead
     x = jax.random.normal(jax.random.key(0), (1, 4, 2, 16), jnp.bfloat16)
     out, _ = _attention.attention(x, x, x, is_causal=True)
     want = jax.nn.dot_product_attention(x, x, x, is_causal=True, implementation="xla")
@@ -319,6 +323,32 @@ def test_fused_implementation_choice(monkeypatch):
     if jax.default_backend() != "gpu":
         with pytest.raises(RuntimeError, match="cuDNN"):
             _attention.attention(x, x, x, implementation="cudnn")
+
+
+def _muls_of_size(fn, size, *args):
+    """The ``mul`` equations with ``size`` output elements in ``fn``'s jaxpr (nested too)."""
+    text = str(jax.make_jaxpr(fn)(*args))
+    found = re.findall(r"\[([\d,]+)\] = mul ", text)
+    return [dims for dims in found if math.prod(int(d) for d in dims.split(",")) == size]
+
+
+def test_attention_scales_queries_not_logits():
+    """Without cuDNN the attention is two einsums and a softmax with q scaled first, as
+    Flax and the benchmark's raw JAX write it: a scale of the (B, N, T, S) logits is fused
+    into XLA:CPU's matmul as a broadcast constant of the logits' size (two per layer with
+    JAX's own XLA path, 5% of the transformer step's bytes). Same values as that path;
+    ``implementation="xla"`` still asks for it."""
+    b, t, n, d = 2, 8, 4, 32  # scale 1/sqrt(32) is not a power of two
+    q, k, v = jax.random.normal(jax.random.key(0), (3, b, t, n, d))
+    auto = lambda q, k, v: _attention.attention(q, k, v)[0]
+    assert _muls_of_size(auto, b * n * t * t, q, k, v) == []
+    want = jax.nn.dot_product_attention(q, k, v, implementation="xla")
+    np.testing.assert_allclose(auto(q, k, v), want, rtol=1e-5, atol=1e-6)
+    out, _ = _attention.attention(q, k, v, implementation="xla")
+    np.testing.assert_array_equal(out, want)
+    causal = _attention.attention(q, k, v, is_causal=True)[0]
+    want = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="xla")
+    np.testing.assert_allclose(causal, want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs a CUDA GPU with cuDNN")
