@@ -137,8 +137,8 @@ def _explicit(q, k, v, mask, bias, is_causal, scale, dropout_p, dropout_key, nee
         k = jnp.repeat(k, n // kv_heads, axis=2)
         v = jnp.repeat(v, n // kv_heads, axis=2)
     logits_dtype = jnp.promote_types(q.dtype, jnp.float32)  # as JAX: at least float32
-    # Scale q, not the logits: (T, D) per head is at most (T, S), and on XLA:CPU a scale of
-    # the logits is fused into the matmul as a broadcast constant of the logits' size.
+    # Scale q, not the logits (as Flax does): on XLA:CPU a scale of the logits is fused into
+    # the matmul's kernel as a materialised constant of the logits' size.
     q = q * jnp.asarray(scale, q.dtype)
     logits = jnp.einsum("btnd,bsnd->bnts", q, k, preferred_element_type=logits_dtype)
     if bias is not None:
