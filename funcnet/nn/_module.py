@@ -241,14 +241,17 @@ class Module(metaclass=_ModuleMeta):
                 f"at the top level use `y, state = model.apply(params, state, x)`"
             )
         child = ctx._enter(self)
-        recorder = child._root.recorder
-        if recorder is None:
-            return self.forward(child, *args, **kwargs)
-        slot = len(recorder)
-        recorder.append(None)  # keep rows in call (pre-)order
-        out = self.forward(child, *args, **kwargs)
-        recorder[slot] = (child.path, self, out)
-        return out
+        # The attribute path names the operations (trace time only): profiles and compiled
+        # HLO read "layers.0/self_attn/dot_general" instead of "dot_general".
+        with jax.named_scope(child.path[len(ctx.path) + 1 :]):
+            recorder = child._root.recorder
+            if recorder is None:
+                return self.forward(child, *args, **kwargs)
+            slot = len(recorder)
+            recorder.append(None)  # keep rows in call (pre-)order
+            out = self.forward(child, *args, **kwargs)
+            recorder[slot] = (child.path, self, out)
+            return out
 
     # ------------------------------------------------------------------- display
     def extra_repr(self) -> str:
