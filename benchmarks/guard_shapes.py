@@ -6,7 +6,7 @@ Compiles one Adam update of a single parameter (first moment, second moment, par
 three kernels) with and without funcnet's default guard (zero the gradient's elements
 that are not finite, and all of it when the loss is not), each in a child process with
 XLA:CPU's compiler log on, and prints the LLVM time of the three kernels (median over
-``reps`` compilations). On jax 0.10.2 the guard costs little on most shapes and 3–5× on
+``reps`` compilations). On jax 0.10.2 the guard costs little on most shapes and 3–4× on
 those whose last dimension is 9 to 16 (a 10-class head, a 16-channel convolution); see
 docs/performance.md.
 """
@@ -25,9 +25,11 @@ SHAPES = ("1280", "128x8", "128x9", "128x10", "128x16", "128x100", "10x128", "78
 def _step(guard: bool):
     import jax.numpy as jnp
 
+    from funcnet.train._step import finite_or_zero
+
     def step(m, v, p, g, loss):
-        if guard:  # as make_train_step(on_nonfinite="error") writes it
-            g = jnp.where(jnp.isfinite(loss) & jnp.isfinite(g), g, jnp.zeros((), g.dtype))
+        if guard:  # make_train_step(on_nonfinite="error")'s own select
+            g = finite_or_zero(g, jnp.isfinite(loss))
         m = 0.9 * m + 0.1 * g
         v = 0.999 * v + 0.001 * g * g
         return m, v, p - 1e-3 * m / (jnp.sqrt(v) + 1e-8)

@@ -166,7 +166,7 @@ def test_compile_log_gives_the_steps_kernels_only():
 
 
 def test_guard_shapes_step_is_the_default_guard():
-    """The update ``benchmarks.guard_shapes`` compiles guards as ``make_train_step`` does:
+    """The update ``benchmarks.guard_shapes`` compiles uses ``make_train_step``'s guard:
     non-finite elements zeroed, everything zeroed when the loss is not finite."""
     z = jnp.zeros(3)
     g = jnp.array([1.0, jnp.nan, jnp.inf])

@@ -100,6 +100,12 @@ def _all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
+def finite_or_zero(g: jax.Array, finite: jax.Array) -> jax.Array:
+    """``g`` with its non-finite elements zeroed, and all of it when ``finite`` (a bool
+    scalar) is False: the default guard's elementwise select (``on_nonfinite="error"``)."""
+    return jnp.where(finite & jnp.isfinite(g), g, jnp.zeros((), g.dtype))
+
+
 def _count(y: Any, mask: Any) -> jax.Array:
     if mask is not None:
         return jnp.sum(mask.astype(jnp.float32))
@@ -205,9 +211,7 @@ def make_train_step(
             # an elementwise select that XLA fuses into the optimizer's update (no
             # reduction over the gradients, so it costs nothing measurable).
             values["finite"] = finite = jnp.isfinite(loss)
-            grads = jax.tree_util.tree_map(
-                lambda g: jnp.where(finite & jnp.isfinite(g), g, jnp.zeros((), g.dtype)), grads
-            )
+            grads = jax.tree_util.tree_map(lambda g: finite_or_zero(g, finite), grads)
             model_state = jax.tree_util.tree_map(
                 lambda n, o: jnp.where(finite, n, o), model_state, state.model_state
             )
