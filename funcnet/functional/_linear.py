@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -19,8 +21,33 @@ def linear(x: jax.Array, weight: jax.Array, bias: jax.Array | None = None) -> ja
     Returns:
         (*, out_features), in the promoted dtype of ``x`` and ``weight``.
     """
-    y = x @ weight
+    y = matmul_2d(x, weight)
     return y if bias is None else y + bias
+
+
+def matmul_2d(x: jax.Array, weight: jax.Array) -> jax.Array:
+    """``x @ weight`` computed on ``x`` with its leading axes merged: (N, in) @ (in, out).
+
+    The same values as ``x @ weight``; the difference is the gradient XLA compiles. For an
+    input of three or more axes, JAX's weight gradient contracts two or more axes, and
+    XLA:CPU (jax 0.10 and 0.12 measured) then copies the whole output gradient into a
+    transposed layout before the matmul; on the 2-D view it is one matmul with no copy. A
+    Linear on a (32, 64, 128) input is 1.1-1.7x faster forward + backward this way
+    (docs/performance.md). Merging axes is a free reshape of a row-major array.
+
+    Args:
+        x: (*, in).
+        weight: (in, out).
+
+    Returns:
+        (*, out).
+    """
+    shape = jnp.shape(x)
+    if len(shape) <= 2:
+        return x @ weight
+    rows = math.prod(shape[:-1])
+    y = jnp.reshape(x, (rows, shape[-1])) @ weight
+    return jnp.reshape(y, (*shape[:-1], jnp.shape(weight)[-1]))
 
 
 def flatten(x: jax.Array, start_dim: int = 1, end_dim: int = -1) -> jax.Array:

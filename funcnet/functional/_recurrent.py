@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from funcnet.errors import ShapeError
+from funcnet.functional._linear import matmul_2d
 
 __all__ = ["gru", "gru_cell", "lstm", "lstm_cell", "rnn", "rnn_cell"]
 
@@ -200,7 +201,7 @@ def _step_fn(
         b_x = bias_ih + (jnp.concatenate([bias_hh[:two], zeros[two:]]) if gru else bias_hh)
 
         def project(x: jax.Array) -> jax.Array:
-            return x @ weight_ih + b_x
+            return matmul_2d(x, weight_ih) + b_x
 
         def step(p: jax.Array, state: State) -> State:
             gh = state[0] @ weight_hh

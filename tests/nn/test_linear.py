@@ -55,6 +55,52 @@ def test_gradients(key):
     check_grads(F.linear, (x, w, b), order=2, modes=("fwd", "rev"), atol=1e-2, rtol=1e-2)
 
 
+def _dot_generals(jaxpr) -> list:
+    return [e for e in jaxpr.eqns if e.primitive.name == "dot_general"]
+
+
+def test_weight_gradient_of_a_sequence_input_is_one_plain_matmul(key):
+    # XLA:CPU compiles a weight gradient that contracts two or more axes (batch and
+    # time) as a transposed copy of the whole output gradient and a slower matmul; F.linear
+    # merges the leading axes first so the gradient contracts exactly one axis.
+    x = jax.random.normal(key, (8, 6, 5))
+    w = jax.random.normal(jax.random.fold_in(key, 1), (5, 3))
+    g = jnp.ones((8, 6, 3))
+    jaxpr = jax.make_jaxpr(lambda x, w: jax.vjp(F.linear, x, w)[1](g))(x, w).jaxpr
+    dots = _dot_generals(jaxpr)
+    assert len(dots) == 3  # forward, input gradient, weight gradient
+    for eqn in dots:
+        (lhs_contract, rhs_contract), _ = eqn.params["dimension_numbers"]
+        assert len(lhs_contract) == len(rhs_contract) == 1, eqn
+        assert all(v.aval.ndim == 2 for v in eqn.invars), eqn
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (2, 3, 4, 5), (0, 4, 5), (3, 0, 5)])
+def test_any_leading_axes_match_numpy_with_gradients(key, shape):
+    x = jax.random.normal(key, shape)
+    w = jax.random.normal(jax.random.fold_in(key, 1), (5, 3))
+    b = jnp.arange(3.0)
+    y = F.linear(x, w, b)
+    assert y.shape == (*shape[:-1], 3)
+    np.testing.assert_allclose(
+        y, np.asarray(x) @ np.asarray(w) + np.asarray(b), rtol=1e-5, atol=1e-5
+    )
+    gx, gw = jax.grad(lambda x, w: jnp.sum(jnp.sin(F.linear(x, w, b))), argnums=(0, 1))(x, w)
+    cos = np.cos(np.asarray(x) @ np.asarray(w) + np.asarray(b))
+    np.testing.assert_allclose(gx, cos @ np.asarray(w).T, rtol=1e-5, atol=1e-5)
+    flat_x, flat_cos = np.asarray(x).reshape(-1, 5), cos.reshape(-1, 3)
+    np.testing.assert_allclose(gw, flat_x.T @ flat_cos, rtol=1e-4, atol=1e-4)
+
+
+def test_sequence_input_under_vmap_and_check_grads(key):
+    x = jax.random.normal(key, (4, 3, 2, 5))
+    w = jax.random.normal(jax.random.fold_in(key, 1), (5, 3))
+    b = jnp.ones(3)
+    batched = jax.vmap(F.linear, in_axes=(1, None, None), out_axes=1)(x, w, b)
+    np.testing.assert_allclose(batched, F.linear(x, w, b), rtol=1e-5, atol=1e-6)
+    check_grads(F.linear, (x[:2], w, b), order=2, modes=("fwd", "rev"), atol=1e-2, rtol=1e-2)
+
+
 @pytest.mark.torch
 def test_matches_torch(key):
     torch = pytest.importorskip("torch")

@@ -362,3 +362,31 @@ def test_gru_without_bias_matches_numpy(projection):
     )
     np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(h, ref_h, rtol=1e-5, atol=1e-6)
+
+
+def _all_eqns(jaxpr):
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, tuple | list) else (value,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    yield from _all_eqns(inner)
+
+
+def test_hoisted_input_projection_gradient_contracts_one_axis():
+    # The hoisted x @ weight_ih runs on the (batch·time, in) view (F.linear's reason:
+    # XLA:CPU compiles a gradient contracting batch and time as a copy and a slower matmul).
+    model = nn.LSTM(IN, H, batch_first=True, input_projection="hoisted")
+    params, _ = model.init(jax.random.key(0))
+    x = jnp.ones((B, T, IN))
+    loss = lambda p: jnp.sum(model.apply(p, {}, x)[0][0])
+    dots = [
+        e
+        for e in _all_eqns(jax.make_jaxpr(jax.grad(loss))(params).jaxpr)
+        if e.primitive.name == "dot_general"
+    ]
+    assert dots
+    for eqn in dots:
+        (lhs_contract, _), _ = eqn.params["dimension_numbers"]
+        assert len(lhs_contract) == 1, eqn
