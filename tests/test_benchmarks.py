@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import ab, compile, guard_shapes, harness, hlo, run, run_one
+from benchmarks import ab, compile, guard_shapes, harness, hlo, linear_layouts, run, run_one
 from benchmarks.workloads import CPU_WORKLOADS, load
 
 
@@ -142,6 +142,32 @@ def test_ab_pairs_funcnet_with_each_library_within_a_round():
     assert summary["funcnet"]["ratio"] == pytest.approx(1.1)
     assert summary["linen"]["ratio"] == pytest.approx(1.1)
     assert summary["funcnet"]["vs"] == {"linen": [pytest.approx(1.1), pytest.approx(2.2 / 2.4)]}
+
+
+def test_linear_layouts_reads_the_compiled_kinds_and_times_both_forms():
+    """``python -m benchmarks.linear_layouts``: F.linear's pass on a sequence input compiles
+    with no copy (the tool's reading of the HLO is what docs/performance.md quotes)."""
+    found = linear_layouts.main(["--shapes", "32x64x128:128", "--rounds", "1", "--calls", "1"])
+    forms = found["32x64x128:128"]
+    assert set(forms) == {"x @ w", "F.linear (2-D view)"}
+    assert forms["x @ w"]["ratio"] == 1.0
+    assert all(f["s"] > 0 and f["dot"] + f["ynn"] >= 3 for f in forms.values())
+    assert forms["F.linear (2-D view)"]["copy"] == 0
+
+
+def test_linear_layouts_counts_each_instruction_once():
+    text = """HloModule m
+%fused_computation.2 (p: f32[2,3]) -> f32[3,2] {
+  %copy.9 = f32[3,2]{1,0} copy(%p)
+}
+ENTRY %main (a: f32[2,3], b: f32[3,4]) -> f32[4,3] {
+  %copy_bitcast_fusion = f32[3,2]{1,0} fusion(%a), kind=kLoop, calls=%fused_computation.2
+  %dot.3 = f32[3,3]{1,0} dot(%copy_bitcast_fusion, %a), lhs_contracting_dims={1}
+  %ynn = f32[4,3]{1,0} fusion(%b, %dot.3), kind=kCustom, calls=%ynn_fusion
+  ROOT %copy.1 = f32[4,3]{1,0} copy(%ynn)
+}
+"""
+    assert linear_layouts.compiled_kinds(text) == {"dot": 1, "ynn": 1, "copy": 2}
 
 
 _CPU_LOG = """\
