@@ -47,7 +47,7 @@ def matmul_2d(x: jax.Array, weight: jax.Array) -> jax.Array:
         return x @ weight
     rows = math.prod(shape[:-1])
     y = jnp.reshape(x, (rows, shape[-1])) @ weight
-    return jnp.reshape(y, (*shape[:-1], jnp.shape(weight)[-1]))
+    return jnp.reshape(y, (*shape[:-1], *jnp.shape(weight)[1:]))
 
 
 def flatten(x: jax.Array, start_dim: int = 1, end_dim: int = -1) -> jax.Array:

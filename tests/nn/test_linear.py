@@ -92,6 +92,13 @@ def test_any_leading_axes_match_numpy_with_gradients(key, shape):
     np.testing.assert_allclose(gw, flat_x.T @ flat_cos, rtol=1e-4, atol=1e-4)
 
 
+def test_a_vector_weight_gives_what_matmul_gives(key):
+    """``x @ w`` with a (in,) weight drops the last axis; the 2-D view must too."""
+    x = jax.random.normal(key, (2, 3, 4))
+    w = jnp.arange(4.0)
+    np.testing.assert_allclose(F.linear(x, w), np.asarray(x) @ np.asarray(w), rtol=1e-6)
+
+
 def test_sequence_input_under_vmap_and_check_grads(key):
     x = jax.random.normal(key, (4, 3, 2, 5))
     w = jax.random.normal(jax.random.fold_in(key, 1), (5, 3))
