@@ -1,6 +1,11 @@
 """Linear, Flatten, Unflatten, Identity against NumPy and PyTorch."""
 
 import functools
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import chex
 import jax
@@ -59,10 +64,11 @@ def _dot_generals(jaxpr) -> list:
     return [e for e in jaxpr.eqns if e.primitive.name == "dot_general"]
 
 
-def test_weight_gradient_of_a_sequence_input_is_one_plain_matmul(key):
+def test_weight_gradient_of_a_sequence_input_is_one_plain_matmul(key, monkeypatch):
     # XLA:CPU compiles a weight gradient that contracts two or more axes (batch and
-    # time) as a transposed copy of the whole output gradient and a slower matmul; F.linear
-    # merges the leading axes first so the gradient contracts exactly one axis.
+    # time) as a transposed copy of the whole output gradient and a slower matmul; on CPU
+    # F.linear merges the leading axes first so the gradient contracts exactly one axis.
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
     x = jax.random.normal(key, (8, 6, 5))
     w = jax.random.normal(jax.random.fold_in(key, 1), (5, 3))
     g = jnp.ones((8, 6, 3))
@@ -73,6 +79,40 @@ def test_weight_gradient_of_a_sequence_input_is_one_plain_matmul(key):
         (lhs_contract, rhs_contract), _ = eqn.params["dimension_numbers"]
         assert len(lhs_contract) == len(rhs_contract) == 1, eqn
         assert all(v.aval.ndim == 2 for v in eqn.invars), eqn
+
+
+_SEQUENCE_SHARDED = textwrap.dedent(
+    """
+    import jax, jax.numpy as jnp
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    import funcnet.functional as F
+
+    mesh = Mesh(jax.devices(), ("seq",))
+    x = jax.device_put(jnp.ones((2, 8, 4)), NamedSharding(mesh, P(None, "seq", None)))
+    w = jnp.ones((4, 3))
+    jax.default_backend = lambda: "gpu"  # the path every backend but CPU takes
+    grad = jax.grad(lambda x, w: jnp.sum(F.linear(x, w) ** 2), argnums=(0, 1))
+    text = jax.jit(grad).lower(x, w).compile().as_text()
+    assert "all-gather" not in text and "all-reduce" in text, text
+    print("ok")
+    """
+)
+
+
+def test_off_cpu_a_sequence_sharded_input_is_not_gathered():
+    """Off CPU, F.linear keeps ``x @ w``: merging (B, T) when only T is sharded would make
+    XLA gather the whole input onto every device (4 simulated devices, subprocess)."""
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "4", "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run(
+        [sys.executable, "-c", _SEQUENCE_SHARDED],
+        env=env,
+        cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "ok"
 
 
 @pytest.mark.parametrize("shape", [(7, 5), (2, 3, 4, 5), (0, 4, 5), (3, 0, 5)])

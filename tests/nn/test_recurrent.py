@@ -374,9 +374,10 @@ def _all_eqns(jaxpr):
                     yield from _all_eqns(inner)
 
 
-def test_hoisted_input_projection_gradient_contracts_one_axis():
-    # The hoisted x @ weight_ih runs on the (batch·time, in) view (F.linear's reason:
+def test_hoisted_input_projection_gradient_contracts_one_axis(monkeypatch):
+    # On CPU the hoisted x @ weight_ih runs on the (batch·time, in) view (F.linear's reason:
     # XLA:CPU compiles a gradient contracting batch and time as a copy and a slower matmul).
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
     model = nn.LSTM(IN, H, batch_first=True, input_projection="hoisted")
     params, _ = model.init(jax.random.key(0))
     x = jnp.ones((B, T, IN))
