@@ -1,10 +1,8 @@
 """Batches delivered already split across devices (4 simulated CPU devices, subprocess)."""
 
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
+
+from tests._devices import run_with_cpu_devices
 
 SCRIPT = textwrap.dedent(
     """
@@ -46,14 +44,4 @@ SCRIPT = textwrap.dedent(
 
 
 def test_named_sharding_splits_batches_and_masks_across_devices():
-    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "4", "JAX_PLATFORMS": "cpu"}
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        env=env,
-        cwd=Path(__file__).parents[2],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip() == "ok"
+    assert run_with_cpu_devices(SCRIPT).strip() == "ok"

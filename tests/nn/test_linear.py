@@ -1,11 +1,7 @@
 """Linear, Flatten, Unflatten, Identity against NumPy and PyTorch."""
 
 import functools
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import chex
 import jax
@@ -16,6 +12,7 @@ from jax.test_util import check_grads
 
 import funcnet.functional as F
 from funcnet import nn
+from tests._devices import run_with_cpu_devices
 
 
 class TestLinear(chex.TestCase):
@@ -102,17 +99,7 @@ _SEQUENCE_SHARDED = textwrap.dedent(
 def test_off_cpu_a_sequence_sharded_input_is_not_gathered():
     """Off CPU, F.linear keeps ``x @ w``: merging (B, T) when only T is sharded would make
     XLA gather the whole input onto every device (4 simulated devices, subprocess)."""
-    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "4", "JAX_PLATFORMS": "cpu"}
-    result = subprocess.run(
-        [sys.executable, "-c", _SEQUENCE_SHARDED],
-        env=env,
-        cwd=Path(__file__).parents[2],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip() == "ok"
+    assert run_with_cpu_devices(_SEQUENCE_SHARDED).strip() == "ok"
 
 
 @pytest.mark.parametrize("shape", [(7, 5), (2, 3, 4, 5), (0, 4, 5), (3, 0, 5)])
