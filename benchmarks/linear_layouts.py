@@ -5,8 +5,8 @@
 
 For each input shape and output width, compiles ``jax.vjp`` of two ways of writing the
 same Linear, ``x @ w`` on the (B, T, in) input and ``funcnet.functional.linear`` (which
-multiplies the (B·T, in) view), prints what XLA made of each (matmuls left to Eigen's
-``dot``, YNNPACK fusions, copies) and their times, interleaved in ``rounds`` rounds of
+multiplies the (B·T, in) view), prints the copies and transposes XLA compiled into each
+(``benchmarks.hlo.opcode_counts``) and their times, interleaved in ``rounds`` rounds of
 ``calls`` calls, with the median of the per-round ratio. On XLA:CPU (jax 0.10.2 and 0.12)
 the weight gradient of ``x @ w`` contracts batch and time: XLA copies the whole output
 gradient into a transposed layout before the matmul, and the pass is 1.1-1.7x slower
@@ -16,7 +16,6 @@ gradient into a transposed layout before the matmul, and the pass is 1.1-1.7x sl
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import time
 from typing import Any
@@ -34,19 +33,6 @@ def forms() -> dict[str, Any]:
     import funcnet.functional as F
 
     return {"x @ w": lambda x, w: x @ w, "F.linear (2-D view)": F.linear}
-
-
-def compiled_kinds(text: str) -> dict[str, int]:
-    """Eigen matmuls, YNNPACK fusions and copies among a compiled module's entry instructions."""
-    entry = text[text.index("ENTRY") :].split("\n}")[0]
-    kinds = {"dot": 0, "ynn": 0, "copy": 0}
-    for line in entry.splitlines()[1:]:
-        lhs, _, rhs = line.partition(" = ")
-        name = lhs.split()[-1].lstrip("%") if lhs.strip() else ""
-        kinds["dot"] += bool(re.match(r"\S+ dot\(", rhs))
-        kinds["ynn"] += "kind=kCustom" in rhs
-        kinds["copy"] += name.startswith("copy")
-    return kinds
 
 
 def build(shape: tuple[int, ...], out: int) -> tuple[dict[str, Any], tuple[Any, ...]]:
@@ -68,6 +54,14 @@ def build(shape: tuple[int, ...], out: int) -> tuple[dict[str, Any], tuple[Any, 
         return jax.jit(forward_backward)
 
     return {name: pass_of(f) for name, f in forms().items()}, args
+
+
+def compiled_ops(fn: Any, args: tuple[Any, ...]) -> dict[str, int]:
+    """Copies and transposes in ``fn``'s compiled module (fused computations included)."""
+    from benchmarks.hlo import opcode_counts
+
+    counts = opcode_counts(fn.lower(*args).compile().as_text())
+    return {op: counts.get(op, 0) for op in ("copy", "transpose")}
 
 
 def measure(fns: dict[str, Any], args: tuple[Any, ...], rounds: int, calls: int) -> dict:
@@ -97,9 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     for spec in args.shapes.split(","):
         shape, out = parse(spec)
         fns, inputs = build(shape, out)
-        kinds = {
-            name: compiled_kinds(fn.lower(*inputs).compile().as_text()) for name, fn in fns.items()
-        }
+        kinds = {name: compiled_ops(fn, inputs) for name, fn in fns.items()}
         times = measure(fns, inputs, args.rounds, args.calls)
         base = times["x @ w"]
         print(f"{spec}  (input {shape} → {out})")
@@ -109,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
             k = kinds[name]
             print(
                 f"  {name:20s} {statistics.median(ts) * 1e6:9.1f} µs  ratio {ratio:.3f}  "
-                f"(eigen dots {k['dot']}, ynn fusions {k['ynn']}, copies {k['copy']})"
+                f"(copies {k['copy']}, transposes {k['transpose']})"
             )
             found[spec][name] = {"s": statistics.median(ts), "ratio": ratio, **k}
     return found
