@@ -2,7 +2,7 @@
 
 PyTorch's ``torch.utils.data`` names, for NumPy and JAX: ``Dataset``, ``ArrayDataset``
 (``TensorDataset``), ``Subset``, ``ConcatDataset``, ``random_split``, ``DataLoader``,
-``default_collate``. Batch transforms live in :mod:`funcnet.data.transforms`, dataset
+``default_collate``; ``to_numpy`` and ``pad_batch`` for batches from anywhere. Batch transforms live in :mod:`funcnet.data.transforms`, dataset
 readers (the embedded digits, MNIST, Fashion-MNIST, CIFAR-10) in
 :mod:`funcnet.data.datasets`.
 """
@@ -10,6 +10,8 @@ readers (the embedded digits, MNIST, Fashion-MNIST, CIFAR-10) in
 from . import datasets as datasets
 from . import transforms as transforms
 from ._collate import default_collate as default_collate
+from ._collate import pad_batch as pad_batch
+from ._collate import to_numpy as to_numpy
 from ._dataset import ArrayDataset as ArrayDataset
 from ._dataset import ConcatDataset as ConcatDataset
 from ._dataset import Dataset as Dataset
@@ -25,6 +27,8 @@ __all__ = [
     "Subset",
     "datasets",
     "default_collate",
+    "pad_batch",
     "random_split",
+    "to_numpy",
     "transforms",
 ]

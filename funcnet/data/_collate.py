@@ -1,4 +1,5 @@
-"""Batches: collating samples, applying a batch transform, padding the last batch."""
+"""Batches: collating samples, converting other frameworks' tensors, applying a batch
+transform, padding the last batch."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 
-__all__ = ["default_collate"]
+__all__ = ["default_collate", "pad_batch", "to_numpy"]
 
 # Python scalars become JAX's default dtypes, so a per-item batch and a jit-compiled step
 # agree without x64 mode (NumPy would give int64 / float64).
@@ -24,7 +27,8 @@ def default_collate(samples: Sequence[Any]) -> Any:
     stacked along a new leading axis:
 
     - NumPy arrays and scalars keep their dtype: ``k`` samples of shape ``S`` give ``(k, *S)``.
-    - ``jax.Array`` leaves are copied to host and stacked the same way.
+    - ``jax.Array`` leaves, and tensors of other frameworks (PyTorch, TensorFlow: anything
+      :func:`to_numpy` converts), are copied to host and stacked the same way.
     - Python ``bool``/``int``/``float``/``complex`` give ``bool``/``int32``/``float32``/
       ``complex64`` arrays of shape ``(k,)`` (JAX's defaults; PyTorch gives int64/float64).
       An ``int`` outside the int32 range raises ``OverflowError``.
@@ -77,8 +81,8 @@ def _collate(samples: list[Any], where: str) -> Any:
             return np.array(samples, dtype=dtype)
     if isinstance(first, str):
         return np.array(samples, dtype=str)
-    if isinstance(first, np.ndarray | np.generic | jax.Array):
-        arrays = [np.asarray(s) for s in samples]
+    if isinstance(first, np.ndarray | np.generic | jax.Array) or _is_foreign_array(first):
+        arrays = [np.asarray(_leaf_to_numpy(s)) for s in samples]
         shapes = {a.shape for a in arrays}
         if len(shapes) != 1:
             raise ValueError(
@@ -90,6 +94,51 @@ def _collate(samples: list[Any], where: str) -> Any:
         f"default_collate: {where} of type {type(first).__name__} is not an array, a scalar, "
         "or a tuple/list/dict of those; pass a collate_fn"
     )
+
+
+def _is_foreign_array(leaf: Any) -> bool:
+    """An array of another framework: a torch or TensorFlow tensor (``__array__``, ``shape``)."""
+    return (
+        not isinstance(leaf, np.ndarray | np.generic | jax.Array | str | bytes)
+        and hasattr(leaf, "__array__")
+        and hasattr(leaf, "shape")
+    )
+
+
+def _leaf_to_numpy(leaf: Any) -> Any:
+    if not _is_foreign_array(leaf):
+        return leaf
+    if callable(getattr(leaf, "detach", None)):  # torch: drop autograd, move to host
+        leaf = leaf.detach().cpu()
+        if str(leaf.dtype) == "torch.bfloat16":  # NumPy has no bfloat16: go through int16
+            import torch  # a torch tensor is in hand, so torch is installed
+
+            return leaf.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return np.asarray(leaf)
+
+
+def to_numpy(batch: Any) -> Any:
+    """A batch with every tensor of another framework converted to a NumPy array.
+
+    Batches from a ``torch.utils.data.DataLoader`` (torch tensors, also ones that require
+    grad, on any device, bfloat16 included), TensorFlow or any object with ``__array__``
+    and ``shape`` become NumPy arrays with the same dtype; NumPy and ``jax.Array`` leaves
+    and other values are returned as they are. Tuples, lists, dicts and named tuples keep
+    their structure (dicts their key order).
+
+    Args:
+        batch: a batch: an array or a (nested) tuple / list / dict of arrays.
+
+    Returns:
+        The batch with NumPy arrays in place of foreign tensors.
+
+    Examples:
+        >>> import numpy as np
+        >>> from funcnet.data import to_numpy
+        >>> to_numpy({"x": [1.0, 2.0], "y": np.arange(2)})["y"].tolist()
+        [0, 1]
+    """
+    return map_batch(_leaf_to_numpy, batch)
 
 
 def _describe(sample: Any) -> str:
@@ -139,21 +188,50 @@ def apply_transform(batch: Any, transform: Callable[..., Any], key: Any) -> Any:
     return call(batch)
 
 
-def pad_batch(batch: Any, batch_size: int) -> tuple[Any, int]:
-    """Zero-pads every array's leading axis to ``batch_size``; returns (batch, real count).
+def pad_batch(batch: Any, batch_size: int) -> tuple[Any, np.ndarray]:
+    """Zero-pads every array's leading axis to ``batch_size`` and says which rows are real.
 
-    A full batch comes back as it is.
+    A short last batch padded this way has the shape of every other batch, so a
+    ``jax.jit``-compiled step runs it without compiling again; the mask tells the loss and
+    the metrics which rows count. NumPy leaves are padded on the host, ``jax.Array`` leaves
+    where they are.
+
+    Args:
+        batch: an array or a (nested) tuple / list / dict of arrays, all with the same
+            leading size ``n <= batch_size``.
+        batch_size: the leading size to pad to.
+
+    Returns:
+        ``(padded, mask)``: the batch with leading size ``batch_size`` (the batch itself
+        when ``n == batch_size``) and a ``(batch_size,)`` bool NumPy array, True for the
+        ``n`` real rows.
+
+    Raises:
+        ValueError: the batch has more than ``batch_size`` rows.
+
+    Examples:
+        >>> import numpy as np
+        >>> from funcnet.data import pad_batch
+        >>> (x, y), mask = pad_batch((np.ones((2, 3)), np.arange(2)), 4)
+        >>> x.shape, y.tolist(), mask.tolist()
+        ((4, 3), [0, 1, 0, 0], [True, True, False, False])
     """
     counts: list[int] = []
     map_batch(lambda leaf: counts.append(len(leaf)), batch)
     count = counts[0] if counts else 0
+    if count > batch_size:
+        raise ValueError(f"pad_batch: the batch has {count} rows, more than {batch_size}")
+    mask = np.arange(batch_size) < count
     if count == batch_size:
-        return batch, count
+        return batch, mask
+    return map_batch(lambda leaf: _pad_rows(leaf, batch_size), batch), mask
 
-    def pad(leaf: Any) -> np.ndarray:
-        leaf = np.asarray(leaf)
-        out = np.zeros((batch_size, *leaf.shape[1:]), dtype=leaf.dtype)
-        out[: len(leaf)] = leaf
-        return out
 
-    return map_batch(pad, batch), count
+def _pad_rows(leaf: Any, size: int) -> Any:
+    widths = [(0, size - len(leaf))] + [(0, 0)] * (np.ndim(leaf) - 1)
+    if isinstance(leaf, jax.Array):
+        return jnp.pad(leaf, widths)
+    leaf = np.asarray(leaf)
+    out = np.zeros((size, *leaf.shape[1:]), dtype=leaf.dtype)
+    out[: len(leaf)] = leaf
+    return out

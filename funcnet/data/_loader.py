@@ -35,7 +35,8 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 class DataLoader:
     """Iterates over a dataset in batches, like ``torch.utils.data.DataLoader``.
 
-    ``for batch in loader:`` runs over the rest of the current epoch. A batch of an
+    ``for batch in loader:`` runs over one epoch, as in PyTorch; the next ``for`` runs the
+    next epoch, in a new order. A batch of an
     :class:`~funcnet.data.ArrayDataset` of ``(x, y)`` is a tuple ``(x_batch, y_batch)`` of
     NumPy arrays with leading axis ``batch_size`` (``jax.Array`` when ``device`` is given); a
     dataset of dicts gives dict batches. The last batch is smaller unless ``drop_last`` or
@@ -50,10 +51,13 @@ class DataLoader:
 
     **Order.** With ``shuffle``, epoch ``e`` visits the samples in the permutation drawn by
     ``numpy.random.default_rng([seed, e])``: deterministic, different every epoch, and the
-    same whatever ``num_workers`` and ``prefetch`` are. The loader remembers its position
-    (epoch, batch index): an epoch that completes moves it to the start of the next, and
-    :meth:`state_dict` / :meth:`load_state_dict` save and restore it, so training resumes
-    mid-epoch without repeating or skipping a sample.
+    same whatever ``num_workers`` and ``prefetch`` are. The loader keeps its position
+    (epoch, batch index): an epoch that completes moves it to the start of the next.
+    :meth:`state_dict` reads the position (mid-epoch too, for a checkpoint) and
+    :meth:`load_state_dict` restores it, so the next ``iter`` resumes mid-epoch without
+    repeating or skipping a sample. An iteration left before the end of its epoch (a
+    ``break``, or ``next(iter(loader))`` to look at a batch) does not move the loader on:
+    the next ``iter`` starts that epoch again from its first batch.
 
     **Transform.** ``transform`` acts on whole batches, not on samples as a torchvision
     ``transform`` does: it gets the batch's inputs (the first field of a tuple batch; the
@@ -148,6 +152,7 @@ class DataLoader:
         self.device = device
         self._epoch = 0
         self._batch_index = 0
+        self._resume = False  # load_state_dict set a mid-epoch position for the next iter
         self._active: weakref.ref[_EpochIterator] | None = None
 
     @property
@@ -166,12 +171,17 @@ class DataLoader:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[Any]:
-        """The remaining batches of the current epoch (all of them at an epoch's start).
+        """The batches of the current epoch: all of them, or after :meth:`load_state_dict`
+        the rest from the restored position.
 
         A new iterator replaces the loader's previous one, which is closed (its threads
-        stopped); calling ``next`` on the old one then raises ``RuntimeError``.
+        stopped); calling ``next`` on the old one then raises ``RuntimeError``. When that
+        one stopped mid-epoch, the new one starts the epoch again from its first batch.
         """
         self._supersede()
+        if not self._resume:
+            self._batch_index = 0
+        self._resume = False
         it = _EpochIterator(self)
         self._active = weakref.ref(it)
         return it
@@ -190,7 +200,7 @@ class DataLoader:
         epoch = _check_int("epoch", epoch, 0)
         if epoch != self._epoch:
             self._supersede()
-            self._epoch, self._batch_index = epoch, 0
+            self._epoch, self._batch_index, self._resume = epoch, 0, False
 
     def state_dict(self) -> dict[str, int]:
         """The loader's position, as a small JSON-able dict of ints.
@@ -237,6 +247,7 @@ class DataLoader:
         self.seed = _check_int("seed", state["seed"], 0)
         self._epoch = _check_int("epoch", state["epoch"], 0)
         self._batch_index = index
+        self._resume = index > 0
 
     def _supersede(self) -> None:
         old = self._active() if self._active is not None else None
@@ -318,10 +329,9 @@ class _EpochWork:
             batch = apply_transform(batch, self.transform, key)
         if not self.pad_last:
             return self._place(b, batch)
-        batch, count = pad_batch(batch, self.batch_size)
-        if count == self.batch_size:
+        batch, mask = pad_batch(batch, self.batch_size)
+        if mask[-1]:
             return self._place(b, batch), self.full_mask
-        mask = np.arange(self.batch_size) < count
         return self._place(b, batch), self._place_mask(mask)
 
     def _place(self, b: int | str, batch: Any, device: Any = None) -> Any:

@@ -361,12 +361,36 @@ def test_new_iterator_replaces_the_old_one():
     before = len(_threads())
     first = iter(loader)
     next(first)
-    second = iter(loader)  # continues from the loader's position, batch 1
+    second = iter(loader)  # the first one stopped mid-epoch: the epoch starts again
     assert len(_threads()) <= before + 1
     with pytest.raises(RuntimeError, match="newer iter"):
         next(first)
-    np.testing.assert_array_equal(next(second)[1], np.arange(5, 10))
+    np.testing.assert_array_equal(next(second)[1], np.arange(0, 5))
     second.close()
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_peeking_at_a_batch_drops_nothing(shuffle):
+    make = lambda: DataLoader(ArrayDataset(*_arrays()), batch_size=8, shuffle=shuffle)
+    expected = [y.tolist() for _, y in make_and_run(make(), 2)]
+    loader = make()
+    peeked = next(iter(loader))[1].tolist()
+    got = [y.tolist() for _, y in make_and_run(loader, 2)]
+    assert got == expected and peeked == expected[0] and loader.epoch == 2
+
+
+def make_and_run(loader, epochs):
+    """The batches of ``epochs`` epochs, as a PyTorch loop writes them."""
+    return [batch for _ in range(epochs) for batch in loader]
+
+
+def test_a_break_restarts_the_epoch_and_state_dict_keeps_the_position():
+    loader = DataLoader(ArrayDataset(*_arrays()), batch_size=10)
+    for i, _ in enumerate(loader):
+        if i == 2:
+            break
+    assert loader.state_dict()["batch_index"] == 3  # what a checkpoint taken now records
+    assert [y[0] for _, y in loader] == [0, 10, 20, 30, 40] and loader.epoch == 1
 
 
 def test_dataset_errors_reach_the_consumer_and_stop_threads():
