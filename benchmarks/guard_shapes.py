@@ -25,7 +25,7 @@ SHAPES = ("1280", "128x8", "128x9", "128x10", "128x16", "128x100", "10x128", "78
 def _step(guard: bool):
     import jax.numpy as jnp
 
-    from funcnet.train._step import finite_or_zero
+    from funcnet.optim import finite_or_zero
 
     def step(m, v, p, g, loss):
         if guard:  # make_train_step(on_nonfinite="error")'s own select

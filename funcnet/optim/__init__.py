@@ -17,6 +17,15 @@ from ._base import apply_updates as apply_updates
 from ._base import chain as chain
 from ._base import identity as identity
 from ._base import set_to_zero as set_to_zero
+from ._ema import EmaState as EmaState
+from ._ema import ema_params as ema_params
+from ._ema import with_ema as with_ema
+from ._guards import SkipNonfiniteState as SkipNonfiniteState
+from ._guards import all_finite as all_finite
+from ._guards import finite_or_zero as finite_or_zero
+from ._guards import skip_nonfinite as skip_nonfinite
+from ._guards import update_if_finite as update_if_finite
+from ._guards import zero_nonfinite as zero_nonfinite
 from ._hyperparams import HyperparamsState as HyperparamsState
 from ._hyperparams import current_lr as current_lr
 from ._hyperparams import get_hyperparams as get_hyperparams
@@ -53,7 +62,4 @@ from ._transforms import scale_by_lr as scale_by_lr
 from ._transforms import scale_by_rms as scale_by_rms
 from ._transforms import trace as trace
 from ._wrappers import AccumulateState as AccumulateState
-from ._wrappers import SkipNonfiniteState as SkipNonfiniteState
 from ._wrappers import accumulate as accumulate
-from ._wrappers import all_finite as all_finite
-from ._wrappers import skip_nonfinite as skip_nonfinite

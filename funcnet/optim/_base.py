@@ -75,6 +75,25 @@ def require_params(params: Params | None, name: str) -> Params:
     return params
 
 
+def stateless(
+    name: str, fn: Callable[[Updates, Params | None], Updates], needs_params: bool = False
+) -> GradientTransformation:
+    """A transform with no state: ``updates = fn(grads, params)``."""
+
+    def init(params: Params) -> EmptyState:
+        del params
+        return EmptyState()
+
+    def update(
+        grads: Updates, state: EmptyState, params: Params | None = None
+    ) -> tuple[Updates, EmptyState]:
+        if needs_params:
+            require_params(params, name)
+        return fn(grads, params), state
+
+    return GradientTransformation(init, update)
+
+
 def identity() -> GradientTransformation:
     """The transform that returns the gradients unchanged (no state)."""
 
@@ -185,3 +204,9 @@ def apply_updates(params: Params, updates: Updates) -> Params:
 def safe_increment(count: jax.Array) -> jax.Array:
     """``count + 1`` for an int32 step counter, saturating instead of wrapping around."""
     return jnp.where(count < jnp.iinfo(jnp.int32).max, count + 1, count)
+
+
+def zeros_like_updates(fn: Callable[[], tuple[Updates, OptState]]) -> Updates:
+    """Zeros shaped like the updates ``fn`` would return (traced, never run)."""
+    shapes = jax.eval_shape(fn)[0]
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)

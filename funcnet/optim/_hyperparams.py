@@ -11,9 +11,10 @@ recompilation. Every funcnet optimizer keeps its ``lr`` there (``in_state=("lr",
 
 from __future__ import annotations
 
+import functools
 import inspect
 import numbers
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -86,6 +87,53 @@ def _is_node(x: Any) -> bool:
 
 def _nodes(opt_state: OptState) -> list[Any]:
     return [x for x in jax.tree.leaves(opt_state, is_leaf=_is_node) if _is_node(x)]
+
+
+def _is_param_tree(x: Any) -> bool:
+    """A parameter tree or ``model.parameters()``: what PyTorch's optimizers take first."""
+    if callable(x):  # a schedule
+        return False
+    return isinstance(x, Mapping | list | tuple | Iterator) or np.ndim(x) > 0
+
+
+def _kind(x: Any) -> str:
+    shape = getattr(x, "shape", None)
+    return f"an array of shape {tuple(shape)}" if shape is not None else f"a {type(x).__name__}"
+
+
+def _misplaced_params(args: tuple, kwargs: dict) -> str | None:
+    """How the parameters were passed to an optimizer factory, if they were."""
+    if "params" in kwargs:
+        return "params="
+    if args and _is_param_tree(args[0]):
+        return f"{_kind(args[0])} as the first argument"
+    if _is_param_tree(kwargs.get("lr")):
+        return f"{_kind(kwargs['lr'])} as lr"
+    return None
+
+
+def hyperparameters_only(
+    factory: Callable[..., GradientTransformation],
+) -> Callable[..., GradientTransformation]:
+    """``factory`` (signature and docstring kept) refusing parameters where its lr goes.
+
+    PyTorch's habit, ``Adam(model.parameters(), lr=1e-3)``, would otherwise end in
+    "multiple values for argument 'lr'" or in an error that prints the whole tree.
+    """
+
+    @functools.wraps(factory)
+    def checked(*args: Any, **kwargs: Any) -> GradientTransformation:
+        got = _misplaced_params(args, kwargs)
+        if got is not None:
+            name = factory.__name__
+            raise TypeError(
+                f"{name}: funcnet optimizers take hyper-parameters only (e.g. "
+                f"optim.{name}(lr=1e-3)); the parameters go to opt_state = opt.init(params) "
+                f"afterwards. Got {got}."
+            )
+        return factory(*args, **kwargs)
+
+    return checked
 
 
 def with_hyperparams(

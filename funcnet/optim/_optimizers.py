@@ -8,6 +8,10 @@ steps without recompiling. ``in_state=()`` gives the bare chain.
 
 ``lr`` (and any hyper-parameter named in ``in_state``) may be a schedule ``count -> value``
 from `funcnet.optim.schedules`; the stored value is then the one the coming update uses.
+
+They take hyper-parameters only: the parameters go to ``opt.init(params)``. Passing them
+first, as to ``torch.optim.Adam(model.parameters(), lr=1e-3)``, is a ``TypeError`` that
+says so.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 from jax.typing import ArrayLike
 
 from ._base import GradientTransformation, Schedule, chain, identity
-from ._hyperparams import _is_number, with_hyperparams
+from ._hyperparams import _is_number, hyperparameters_only, with_hyperparams
 from ._masking import Selector
 from ._transforms import (
     add_weight_decay,
@@ -56,8 +60,9 @@ def _decay(weight_decay: ArrayLike, mask: Selector | None) -> GradientTransforma
 
 
 def _recipe(fn: Callable[..., GradientTransformation]) -> Callable[..., GradientTransformation]:
-    fn._funcnet_in_state = True  # type: ignore[attr-defined]
-    return fn
+    recipe = hyperparameters_only(fn)
+    recipe._funcnet_in_state = True  # type: ignore[attr-defined]
+    return recipe
 
 
 @_recipe

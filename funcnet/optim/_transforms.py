@@ -15,30 +15,15 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from ._base import EmptyState, GradientTransformation, Params, Schedule, Updates, require_params
+from ._base import GradientTransformation, Params, Schedule, Updates, stateless
 from ._base import safe_increment as _inc
-from ._hyperparams import _is_number
+from ._hyperparams import _is_number, hyperparameters_only
 from ._masking import Selector, resolve_mask
 
 
 def is_static_zero(value: Any) -> bool:
     """True for a Python number equal to 0: the only value a recipe may drop a term for."""
     return _is_number(value) and value == 0
-
-
-def _stateless(name: str, fn: Any, needs_params: bool = False) -> GradientTransformation:
-    def init(params: Params) -> EmptyState:
-        del params
-        return EmptyState()
-
-    def update(
-        grads: Updates, state: EmptyState, params: Params | None = None
-    ) -> tuple[Updates, EmptyState]:
-        if needs_params:
-            require_params(params, name)
-        return fn(grads, params), state
-
-    return GradientTransformation(init, update)
 
 
 def _zeros_like(params: Params, fill: ArrayLike = 0.0) -> Updates:
@@ -61,7 +46,7 @@ def _scaled(grads: Updates, factor: ArrayLike) -> Updates:
 
 def scale(factor: ArrayLike) -> GradientTransformation:
     """``updates = factor * grads`` (no state)."""
-    return _stateless("scale", lambda g, _: _scaled(g, factor))
+    return stateless("scale", lambda g, _: _scaled(g, factor))
 
 
 class ScaleByScheduleState(NamedTuple):
@@ -70,6 +55,7 @@ class ScaleByScheduleState(NamedTuple):
     count: jax.Array
 
 
+@hyperparameters_only
 def scale_by_lr(lr: float | ArrayLike | Schedule) -> GradientTransformation:
     """``updates = -lr * grads``: the last step of every optimizer.
 
@@ -81,7 +67,7 @@ def scale_by_lr(lr: float | ArrayLike | Schedule) -> GradientTransformation:
             `ScaleByScheduleState` with its own step count).
     """
     if not callable(lr):
-        return _stateless("scale_by_lr", lambda g, _: _scaled(g, -lr))
+        return stateless("scale_by_lr", lambda g, _: _scaled(g, -lr))
 
     def init(params: Params) -> ScaleByScheduleState:
         del params
@@ -124,7 +110,7 @@ def add_weight_decay(
             ]
         )
 
-    return _stateless("add_weight_decay", fn, needs_params=True)
+    return stateless("add_weight_decay", fn, needs_params=True)
 
 
 add_decayed_weights = add_weight_decay
@@ -430,7 +416,7 @@ def clip_grad_norm(max_norm: ArrayLike, norm_type: float = 2.0) -> GradientTrans
         coef = jnp.minimum(max_norm / (norm + 1e-6), 1.0)
         return jax.tree.map(lambda g: (g * coef).astype(g.dtype), grads)
 
-    return _stateless("clip_grad_norm", fn)
+    return stateless("clip_grad_norm", fn)
 
 
 def clip_grad_value(clip_value: ArrayLike) -> GradientTransformation:
@@ -442,4 +428,4 @@ def clip_grad_value(clip_value: ArrayLike) -> GradientTransformation:
     def fn(grads: Updates, _: Any) -> Updates:
         return jax.tree.map(lambda g: jnp.clip(g, -clip_value, clip_value).astype(g.dtype), grads)
 
-    return _stateless("clip_grad_value", fn)
+    return stateless("clip_grad_value", fn)

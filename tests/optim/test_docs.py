@@ -16,6 +16,8 @@ import funcnet.optim as optim
 
 MODULES = [
     "_base",
+    "_ema",
+    "_guards",
     "_hyperparams",
     "_masking",
     "_optimizers",
@@ -44,7 +46,9 @@ def test_every_public_name_is_documented():
     text = DOC.read_text()
     for name in ("sgd", "adam", "adamw", "rmsprop", "adagrad", "current_lr", "set_hyperparams",
                  "param_groups", "freeze", "accumulate", "skip_nonfinite", "ReduceLROnPlateau",
-                 "clip_grad_norm", "exclude_bias_and_norm", "inject_hyperparams"):  # fmt: skip
+                 "clip_grad_norm", "exclude_bias_and_norm", "inject_hyperparams", "all_finite",
+                 "finite_or_zero", "zero_nonfinite", "update_if_finite", "with_ema",
+                 "ema_params"):  # fmt: skip
         assert f"`{name}" in text or f"{name}(" in text, name
 
 
@@ -59,3 +63,5 @@ def test_markdown_code_runs():
     printed = out.getvalue()
     assert "[1e-05, 0.001]" in printed  # the param_groups example
     assert "3 0.001\n4 0.0005\n" in printed  # ReduceLROnPlateau halved the lr after 3 flat epochs
+    assert "sgd: funcnet optimizers take hyper-parameters only" in printed
+    assert "{'fc1': {'bias': (3,), 'weight': (4, 3)}}" in printed  # the EMA of the parameters

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -291,3 +294,73 @@ def test_trajectories_actually_move():
         traj = funcnet_trajectory(case.id)
         assert np.abs(traj[-1] - start).max() > 1e-2, case.id
         assert np.all(np.isfinite(traj)), case.id
+
+
+# Every public factory whose first argument is the lr (the registry test below fails when
+# wrapping hides a signature from inspect, or when a new factory joins the list).
+LR_FIRST = sorted(
+    name
+    for name in dir(optim)
+    if inspect.isfunction(getattr(optim, name))
+    and next(iter(inspect.signature(getattr(optim, name)).parameters), None) == "lr"
+)
+TREE = {"fc": {"weight": np.full((50, 40), 1234.5), "bias": np.zeros(40)}}
+LEAVES = jax.tree.leaves(TREE)
+# PyTorch's ways to hand the parameters to an optimizer, and what the error then says.
+HABITS = {
+    "tree": (lambda f: f(TREE), "a dict as the first argument"),
+    "tree-then-lr": (lambda f: f(TREE, lr=0.01), "a dict as the first argument"),
+    "list": (lambda f: f(LEAVES, 0.01), "a list as the first argument"),
+    "array": (lambda f: f(jnp.asarray(LEAVES[0])), r"an array of shape \(40,\) as the first"),
+    "generator": (lambda f: f(x for x in LEAVES), "a generator as the first argument"),
+    "param-groups": (lambda f: f([{"params": LEAVES, "lr": 0.1}]), "a list as the first"),
+    "params-keyword": (lambda f: f(params=TREE, lr=0.01), "params="),
+    "lr-keyword": (lambda f: f(lr=TREE), "a dict as lr"),
+}
+
+
+def test_lr_first_factories_are_the_optimizers_and_scale_by_lr():
+    assert LR_FIRST == ["adagrad", "adam", "adamw", "rmsprop", "scale_by_lr", "sgd"]
+    for name in LR_FIRST:
+        factory = getattr(optim, name)
+        assert factory.__name__ == name and factory.__doc__.startswith(factory.__wrapped__.__doc__)
+
+
+@pytest.mark.parametrize("habit", HABITS)
+@pytest.mark.parametrize("name", LR_FIRST)
+def test_parameters_given_as_in_pytorch_say_where_they_go(name, habit):
+    call, got = HABITS[habit]
+    message = (
+        rf"{name}: funcnet optimizers take hyper-parameters only \(e\.g\. optim\.{name}\("
+        r"lr=1e-3\)\); the parameters go to opt_state = opt\.init\(params\) afterwards\. "
+        f"Got {got}"
+    )
+    with pytest.raises(TypeError, match=message) as info:
+        call(getattr(optim, name))
+    assert "1234" not in str(info.value)  # the tree is not printed
+
+
+@pytest.mark.torch
+def test_torch_model_parameters_say_where_they_go():
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Linear(3, 2)
+    with pytest.raises(TypeError, match="Got a generator as the first argument"):
+        optim.adam(model.parameters(), lr=1e-3)
+    with pytest.raises(TypeError, match=r"Got an array of shape \(2, 3\) as the first"):
+        optim.sgd(model.weight)
+
+
+@pytest.mark.parametrize(
+    "lr",
+    [0.5, np.float32(0.5), jnp.array(0.5), schedules.step(0.5, step_size=10)],
+    ids=["float", "numpy-scalar", "jax-scalar", "schedule"],
+)
+@pytest.mark.parametrize("name", LR_FIRST)
+def test_lr_still_goes_first(name, lr):
+    params = {"w": jnp.array([1.0, -2.0])}
+    grads = {"w": jnp.array([0.25, 0.5])}
+    positional, keyword = getattr(optim, name)(lr), getattr(optim, name)(lr=lr)
+    expected, _ = keyword.update(grads, keyword.init(params), params)
+    updates, _ = positional.update(grads, positional.init(params), params)
+    np.testing.assert_array_equal(updates["w"], expected["w"])
+    assert np.all(np.asarray(updates["w"]) != 0)

@@ -1,4 +1,4 @@
-"""Clipping, weight-decay masks, masked, freeze, param_groups, accumulate, skip_nonfinite."""
+"""Clipping, weight-decay masks, masked, freeze, param_groups, accumulate."""
 
 from __future__ import annotations
 
@@ -194,31 +194,6 @@ def test_accumulate_steps_every_k_calls_on_the_mean_gradient():
             np.testing.assert_allclose(updates["w"], expected["w"], rtol=1e-6)
     assert int(state.micro_step) == 0
     assert int(state.inner_state.inner_state[1].count) == 2  # Adam stepped once per 3 calls
-
-
-def test_skip_nonfinite_skips_the_step_and_keeps_the_state():
-    opt = optim.skip_nonfinite(optim.adam(0.1))
-    reference = optim.adam(0.1)
-    params = {"w": jnp.zeros(2)}
-    step = jax.jit(lambda g, s: opt.update({"w": g}, s, params))
-    state, ref_state = opt.init(params), reference.init(params)
-    for g in [
-        jnp.array([1.0, 2.0]),
-        jnp.array([jnp.nan, 1.0]),
-        jnp.array([jnp.inf, 0.0]),
-        jnp.array([-1.0, 3.0]),
-    ]:
-        updates, state = step(g, state)
-        if bool(jnp.all(jnp.isfinite(g))):
-            expected, ref_state = reference.update({"w": g}, ref_state, params)
-            np.testing.assert_allclose(updates["w"], expected["w"], rtol=1e-6)
-            assert bool(state.last_finite)
-        else:
-            np.testing.assert_array_equal(updates["w"], 0.0)
-            assert not bool(state.last_finite)
-    assert int(state.num_skipped) == 2
-    adam_count = lambda s: int(s.inner_state[1].count)
-    assert adam_count(state.inner_state) == adam_count(ref_state) == 2
 
 
 def test_accumulate_rejects_bad_k():
