@@ -5,9 +5,8 @@ plain nested dicts of ``jax.Array``; optimizers follow optax's protocol.
 """
 
 from funcnet import checkpoint, data, errors, functional, losses, metrics, nn, optim, train
+from funcnet._version import __version__
 from funcnet.errors import ShapeError
-
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "ShapeError",

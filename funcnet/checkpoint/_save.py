@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from funcnet._version import __version__
 from funcnet.checkpoint import _format, _layout, _npz, _tree
 from funcnet.checkpoint._errors import CheckpointError
 
@@ -28,12 +29,6 @@ def check_step(step: Any) -> int:
     if value < 0:
         raise ValueError(f"step must be a non-negative int, got {value}")
     return value
-
-
-def _funcnet_version() -> str:
-    import funcnet  # at call time: funcnet may still be importing this package
-
-    return funcnet.__version__
 
 
 def save(
@@ -96,7 +91,7 @@ def save(
         encoded,
         metadata=_format.json_value(metadata or {}, "metadata"),
         metrics=_format.json_metrics(metrics),
-        funcnet_version=_funcnet_version(),
+        funcnet_version=__version__,
         overwrite=overwrite,
     )
 
@@ -122,7 +117,7 @@ def save_params(path: str | os.PathLike[str], params: Any) -> Path:
     """
     path = Path(path)
     encoded = _tree.encode(params)
-    version = _funcnet_version()
+    version = __version__
 
     def header(leaves: tuple[_format.Leaf, ...]) -> dict[str, bytes]:
         fields = _format.manifest_fields(
