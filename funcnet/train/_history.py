@@ -2,8 +2,29 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-from typing import Any
+import functools
+import io
+import math
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+_NOT_PLOTTED = ("epoch", "time", "samples_per_s", "lr")
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass
@@ -29,58 +50,82 @@ class History:
             keys.extend(k for k in record if k not in keys)
         return {k: [record.get(k) for record in self.epochs] for k in keys}
 
-    def plot(self, path: str, keys: list[str] | None = None) -> str:
-        """Draws loss and metric curves per epoch (and the per-step loss) to a PNG.
+    def plot(self, path: str | os.PathLike | None = None, keys: list[str] | None = None) -> Figure:
+        """Draws the loss (per epoch, and per step behind it) and the metrics per epoch.
 
-        Needs matplotlib (``pip install "funcnet[plot]"``).
+        Builds a ``matplotlib.figure.Figure`` without pyplot, so the matplotlib backend and
+        pyplot's figures are left alone: in Jupyter the returned figure shows once, as the
+        cell's value. Needs matplotlib (``pip install "funcnet[plot]"``).
 
         Args:
-            path: the PNG file to write.
+            path: also save the figure there (the format follows the suffix, e.g. ``.png``).
             keys: the epoch series to draw (default: every numeric one but ``epoch``,
-                ``time``, ``samples_per_s`` and ``lr``).
+                ``time``, ``samples_per_s`` and ``lr``). Keys holding ``"loss"`` go on the
+                left axes, the others on the right.
 
         Returns:
-            ``path``.
+            The ``matplotlib.figure.Figure``.
 
         Raises:
             ImportError: matplotlib is not installed.
+            ValueError: nothing was recorded.
+            KeyError: a key that no epoch record holds.
         """
         try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
+            from matplotlib.figure import Figure
         except ImportError as err:
             raise ImportError('History.plot needs matplotlib: pip install "funcnet[plot]"') from err
-        series = self.history
-        skip = {"epoch", "time", "samples_per_s", "lr"}
-        keys = keys or [
-            k
-            for k, v in series.items()
-            if k not in skip and all(isinstance(x, int | float) for x in v if x is not None)
-        ]
+        if not self.epochs:
+            raise ValueError("History.plot: no epoch was recorded")
+        keys = self._plot_keys(keys)
         losses = [k for k in keys if "loss" in k]
         others = [k for k in keys if k not in losses]
-        fig, axes = plt.subplots(
-            1, 2 if others else 1, figsize=(11 if others else 6, 4), squeeze=False
-        )
-        epochs = [r["epoch"] + 1 for r in self.epochs]
-        if self.steps and self.epochs:
-            per_epoch = max(1, len(self.steps) // len(self.epochs))
-            xs = [1 + i / per_epoch for i in range(len(self.steps))]
-            axes[0][0].plot(xs, [s["loss"] for s in self.steps], alpha=0.3, label="loss (steps)")
-        for k in losses:
-            axes[0][0].plot(epochs, series[k], marker="o", label=k)
-        axes[0][0].set_xlabel("epoch")
-        axes[0][0].set_title("loss")
-        axes[0][0].legend()
+        fig = Figure(figsize=(11 if others else 6, 4), layout="constrained")
+        loss_axes, *metric_axes = fig.subplots(1, 2 if others else 1, squeeze=False)[0]
+        self._draw_steps(loss_axes)
+        self._draw_epochs(loss_axes, losses, "loss")
         if others:
-            for k in others:
-                axes[0][1].plot(epochs, series[k], marker="o", label=k)
-            axes[0][1].set_xlabel("epoch")
-            axes[0][1].set_title("metrics")
-            axes[0][1].legend()
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return path
+            self._draw_epochs(metric_axes[0], others, "metrics")
+        if path is not None:
+            fig.savefig(path, dpi=100)
+        # Jupyter draws a Figure only once pyplot has loaded its backend; this draws it anyway.
+        fig._repr_png_ = functools.partial(_png, fig)
+        return fig
+
+    def _plot_keys(self, keys: list[str] | None) -> list[str]:
+        series = self.history
+        if keys is not None:
+            missing = [k for k in keys if k not in series]
+            if missing:
+                raise KeyError(f"History.plot: {missing} not in the epoch records {sorted(series)}")
+            return list(keys)
+        return [
+            k
+            for k, values in series.items()
+            if k not in _NOT_PLOTTED and all(_is_number(v) for v in values if v is not None)
+        ]
+
+    def _draw_steps(self, axes: Axes) -> None:
+        """The per-step loss, at x = epoch + (i + 1) / steps in that epoch."""
+        per_epoch = collections.Counter(s["epoch"] for s in self.steps if "loss" in s)
+        seen: collections.Counter[int] = collections.Counter()
+        xs, ys = [], []
+        for record in self.steps:
+            if "loss" not in record:
+                continue
+            seen[record["epoch"]] += 1
+            xs.append(record["epoch"] + seen[record["epoch"]] / per_epoch[record["epoch"]])
+            ys.append(record["loss"])
+        if xs:
+            axes.plot(xs, ys, alpha=0.3, label="loss (steps)")
+
+    def _draw_epochs(self, axes: Axes, keys: list[str], title: str) -> None:
+        """One curve per key, at x = epoch + 1 (the end of the epoch)."""
+        epochs = [r["epoch"] + 1 for r in self.epochs]
+        for k in keys:
+            values = [math.nan if r.get(k) is None else r[k] for r in self.epochs]
+            axes.plot(epochs, values, marker="o", label=k)
+        axes.set_xlabel("epoch")
+        axes.set_title(title)
+        if axes.get_lines():
+            axes.legend()
