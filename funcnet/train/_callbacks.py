@@ -15,6 +15,12 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
+
+from funcnet import optim
+from funcnet.checkpoint import CheckpointManager
+from funcnet.errors import CheckpointError
+
 __all__ = [
     "Callback",
     "CallbackList",
@@ -25,6 +31,7 @@ __all__ = [
     "LearningRateLogger",
     "ModelCheckpoint",
     "ReduceLROnPlateau",
+    "SwapEMAWeights",
 ]
 
 
@@ -39,6 +46,12 @@ class Callback:
 
     def on_fetch(self, loop: Any, logs: dict[str, Any]) -> None:
         """After fit fetched step metrics from the device (every ``log_every`` steps)."""
+
+    def on_evaluate_begin(self, loop: Any) -> None:
+        """Before fit evaluates ``loop.state`` on the eval loader (after each epoch)."""
+
+    def on_evaluate_end(self, loop: Any, logs: dict[str, Any]) -> None:
+        """After that evaluation; ``logs`` holds its results (``val_*``)."""
 
     def on_epoch_end(self, loop: Any, logs: dict[str, Any]) -> None:
         """After an epoch and its evaluation; ``logs`` is the epoch's History record."""
@@ -70,6 +83,14 @@ class CallbackList(Callback):
         for cb in self.callbacks:
             cb.on_fetch(loop, logs)
 
+    def on_evaluate_begin(self, loop: Any) -> None:
+        for cb in self.callbacks:
+            cb.on_evaluate_begin(loop)
+
+    def on_evaluate_end(self, loop: Any, logs: dict[str, Any]) -> None:
+        for cb in self.callbacks:
+            cb.on_evaluate_end(loop, logs)
+
     def on_epoch_end(self, loop: Any, logs: dict[str, Any]) -> None:
         for cb in self.callbacks:
             cb.on_epoch_end(loop, logs)
@@ -83,7 +104,7 @@ class LambdaCallback(Callback):
     """A callback from plain functions, e.g. ``LambdaCallback(on_epoch_end=lambda loop, logs: ...)``."""
 
     def __init__(self, **hooks: Callable[..., None]) -> None:
-        allowed = {"on_fit_begin", "on_epoch_begin", "on_fetch", "on_epoch_end", "on_fit_end"}
+        allowed = {name for name in vars(Callback) if name.startswith("on_")}
         unknown = set(hooks) - allowed
         if unknown:
             raise TypeError(
@@ -140,8 +161,6 @@ class EarlyStopping(Callback):
         if self._better(value, self.best):
             self.best, self.best_epoch, self.wait = value, loop.epoch, 0
             if self.restore_best:
-                import jax
-
                 self._best_state = jax.tree_util.tree_map(lambda a: a.copy(), loop.state)
         else:
             self.wait += 1
@@ -181,8 +200,6 @@ class ModelCheckpoint(Callback):
         every_n_steps: int | None = None,
         overwrite: bool = False,
     ) -> None:
-        from funcnet.checkpoint import CheckpointManager
-
         self.monitor = monitor
         self.every_n_steps = every_n_steps
         self.overwrite = overwrite
@@ -194,8 +211,6 @@ class ModelCheckpoint(Callback):
     def on_fit_begin(self, loop: Any) -> None:
         later = [s for s in self.manager.all_steps() if s > loop.step]
         if later and not self.overwrite:
-            from funcnet.errors import CheckpointError
-
             raise CheckpointError(
                 f"ModelCheckpoint: {self.manager.directory} holds checkpoints of later steps "
                 f"{later} than this run's step {loop.step}. To continue that run, restore it "
@@ -246,9 +261,7 @@ class LearningRateLogger(Callback):
     (into the step records of History, as ``lr``); epoch records carry ``lr`` anyway."""
 
     def on_fetch(self, loop: Any, logs: dict[str, Any]) -> None:
-        from funcnet.optim import current_lr
-
-        lr = float(current_lr(loop.state.opt_state))
+        lr = float(optim.current_lr(loop.state.opt_state))
         logs["lr"] = lr
         if loop.history.steps:
             loop.history.steps[-1]["lr"] = lr
@@ -266,14 +279,33 @@ class ReduceLROnPlateau(Callback):
     """
 
     def __init__(self, monitor: str = "val_loss", **kwargs: Any) -> None:
-        from funcnet.optim.schedules import ReduceLROnPlateau as Plateau
-
         self.monitor = monitor
-        self.scheduler = Plateau(**kwargs)
+        self.scheduler = optim.ReduceLROnPlateau(**kwargs)
 
     def on_epoch_end(self, loop: Any, logs: dict[str, Any]) -> None:
         value = _monitored(logs, self.monitor, "ReduceLROnPlateau")
         loop.state = loop.state.replace(opt_state=self.scheduler.step(value, loop.state.opt_state))
+
+
+class SwapEMAWeights(Callback):
+    """Evaluates on the exponential moving average of the parameters (Keras' callback).
+
+    The optimizer keeps the average: ``TrainState.create(model, optim.with_ema(opt,
+    decay=0.999), key)``. Around each evaluation of fit this callback puts
+    ``optim.ema_params(opt_state)`` in place of the parameters, and the trained parameters
+    back afterwards, so ``val_*`` values are the averaged model's while training goes on
+    from its own parameters. (For other uses read the average with ``optim.ema_params``.)
+    """
+
+    def __init__(self) -> None:
+        self._trained: Any = None
+
+    def on_evaluate_begin(self, loop: Any) -> None:
+        self._trained = loop.state.params
+        loop.state = loop.state.replace(params=optim.ema_params(loop.state.opt_state))
+
+    def on_evaluate_end(self, loop: Any, logs: dict[str, Any]) -> None:
+        loop.state, self._trained = loop.state.replace(params=self._trained), None
 
 
 class _FileLogger(Callback):

@@ -1,146 +1,83 @@
-"""The fit loop and evaluate."""
+"""fit and evaluate: Keras' training loop over the compiled steps."""
 
 from __future__ import annotations
 
-import functools
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from funcnet.errors import FuncnetError
+from funcnet import optim
+from funcnet.train._batches import Batches
 from funcnet.train._callbacks import Callback, CallbackList
+from funcnet.train._epoch_metrics import EpochMetrics
 from funcnet.train._history import History
-from funcnet.train._progress import Progress
+from funcnet.train._loop import Loop
+from funcnet.train._objective import MetricFns, Objective
+from funcnet.train._progress import Progress, make_progress
 from funcnet.train._state import TrainState
 from funcnet.train._step import make_eval_step, make_train_step
 
-__all__ = ["Loop", "NonFiniteLossError", "evaluate", "fit"]
+__all__ = ["evaluate", "fit"]
 
-_HIDDEN = ("count", "finite")
-
-
-class NonFiniteLossError(FuncnetError, FloatingPointError):
-    """Training produced a non-finite loss or gradient (the parameters were kept finite)."""
+Step = Callable[..., Any]
 
 
-class Loop:
-    """The running fit, as callbacks see it.
-
-    Attributes:
-        state: the current TrainState.
-        epoch: the current epoch (0-based).
-        epochs: the number of epochs fit was asked for.
-        step: optimizer steps taken so far (a Python int, kept on the host).
-        batch_in_epoch: batches of the current epoch done so far.
-        history: the History being recorded.
-        train_loader, eval_loader: the loaders.
-        stop_training: set it to True to end fit after the current metrics fetch.
-    """
-
-    def __init__(
-        self, state: TrainState, epochs: int, train_loader: Any, eval_loader: Any, history: History
-    ) -> None:
-        self.state = state
-        self.epochs = epochs
-        self.epoch = 0
-        self.step = 0
-        self.batch_in_epoch = 0
-        self.history = history
-        self.train_loader = train_loader
-        self.eval_loader = eval_loader
-        self.stop_training = False
+def _objective_of(step: Step, metrics: MetricFns | None) -> Objective:
+    """The step's own objective, or (for a hand-written step) one that only knows which of
+    ``metrics`` are streaming accumulators; a hand-written step gets no masks."""
+    objective = getattr(step, "objective", None)
+    if isinstance(objective, Objective):
+        return objective
+    fallback = Objective(None, metrics)
+    fallback.takes_mask = False
+    return fallback
 
 
-def _pad(leaf: Any, size: int) -> Any:
-    missing = size - leaf.shape[0]
-    widths = [(0, missing)] + [(0, 0)] * (leaf.ndim - 1)
-    return np.pad(leaf, widths) if isinstance(leaf, np.ndarray) else jnp.pad(leaf, widths)
-
-
-class _Batches:
-    """Gives every batch a mask of valid rows, padding a short last batch on the host, so
-    one compiled step serves the whole epoch."""
-
-    def __init__(self, loader: Any) -> None:
-        self.loader = loader
-        self.size = getattr(loader, "batch_size", None)
-        self.padded = bool(getattr(loader, "pad_last", False))
-        self._ones: np.ndarray | None = None
-
-    def __iter__(self) -> Any:
-        for item in self.loader:
-            if self.padded:
-                yield item
-                continue
-            rows = jax.tree_util.tree_leaves(item)[0].shape[0]
-            size = self.size or rows
-            if self._ones is None or self._ones.shape[0] != size:
-                self._ones = np.ones(size, bool)
-            if rows == size:
-                yield item, self._ones
-            else:
-                mask = np.arange(size) < rows
-                yield jax.tree_util.tree_map(functools.partial(_pad, size=size), item), mask
-
-
-def _mean_logs(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """Count-weighted means of per-batch values."""
-    total = sum(float(r.get("count", 1.0)) for r in records)
-    out: dict[str, float] = {}
-    for key in records[0] if records else ():
-        if key in _HIDDEN:
-            continue
-        out[key] = float(
-            sum(float(r[key]) * float(r.get("count", 1.0)) for r in records) / max(total, 1.0)
-        )
-    return out
-
-
-def _lr(state: TrainState) -> float | None:
-    from funcnet.optim import current_lr
-
-    try:
-        return float(current_lr(state.opt_state))
-    except (ValueError, TypeError, AttributeError):
-        return None
+def _run_step(step: Step, state: Any, batch: Any, mask: Any) -> Any:
+    return step(state, batch) if mask is None else step(state, batch, mask)
 
 
 def evaluate(
     state: TrainState,
-    loader: Iterable[Any],
+    loader: Any,
     *,
     loss_fn: Callable[..., Any] | None = None,
-    metrics: Mapping[str, Callable[..., Any]] | None = None,
-    eval_step: Callable[..., Any] | None = None,
-) -> dict[str, float]:
-    """Runs the model in eval mode over ``loader`` and averages loss and metrics.
+    metrics: MetricFns | None = None,
+    batch_fn: Callable[[Any], tuple[Any, Any]] | None = None,
+    has_aux: bool = False,
+    eval_step: Step | None = None,
+) -> dict[str, float | list]:
+    """Runs the model in eval mode over one pass of ``loader`` and reports loss and metrics.
 
-    Every batch goes through one compiled program (a short last batch is padded and
-    masked); values are fetched from the device once, at the end.
+    Every batch goes through one compiled program (a short last batch is padded and masked
+    when the loss and metrics take ``mask=``, else it compiles once more at its size);
+    values are fetched from the device once, at the end.
 
     Args:
         state: the TrainState to evaluate.
-        loader: yields ``(inputs, targets)`` batches (a DataLoader, or any iterable).
+        loader: any re-iterable of batches (see :func:`fit`).
         loss_fn: the loss to report as ``loss`` (optional).
-        metrics: ``{name: fn(outputs, targets, mask=...)}``, e.g.
-            ``{"accuracy": funcnet.metrics.accuracy, "f1": partial(funcnet.metrics.f1_score,
-            average="macro", num_classes=10)}``. Values are per-batch results averaged
-            with each batch's number of valid rows as weight: exact for means such as
-            accuracy, loss, MSE and MAE; for ratios over the whole set (F1, precision,
-            recall, R²) use the streaming accumulators of ``funcnet.metrics``.
-        eval_step: a step from :func:`make_eval_step` (built from ``loss_fn`` and
-            ``metrics`` when omitted).
+        metrics: ``{name: fn(outputs, targets[, mask=])}``, averaged over the rows of
+            every batch (exact for means such as accuracy, loss, MSE, MAE), or
+            ``{name: metric}`` with a ``funcnet.metrics`` accumulator (``F1Score``,
+            ``Precision``, ``R2Score``, …), exact over the whole pass.
+        batch_fn: ``batch_fn(batch) -> (inputs, targets)`` (see :func:`make_train_step`).
+        has_aux: ``loss_fn`` returns ``(loss, {name: value})``.
+        eval_step: a step from :func:`make_eval_step` (built from the above when omitted).
 
     Returns:
-        ``{name: float}``.
+        ``{name: value}``: floats, and lists for per-class results (``average=None``).
     """
-    step = eval_step or make_eval_step(loss_fn, metrics=metrics)
-    records = [step(state, batch, mask) for batch, mask in _Batches(loader)]
-    return _mean_logs(jax.device_get(records))
+    step = eval_step or make_eval_step(loss_fn, metrics=metrics, has_aux=has_aux, batch_fn=batch_fn)
+    objective = _objective_of(step, metrics)
+    batches = Batches(loader, pad=objective.takes_mask)
+    epoch = EpochMetrics(objective.streaming)
+    items, _ = batches.iterate()
+    records = [epoch.add(_run_step(step, state, b, m), rows) for b, m, rows in items]
+    epoch.extend(jax.device_get(records))
+    return epoch.results()
 
 
 def fit(
@@ -149,186 +86,185 @@ def fit(
     epochs: int = 1,
     *,
     loss_fn: Callable[..., Any] | None = None,
-    metrics: Mapping[str, Callable[..., Any]] | None = None,
+    metrics: MetricFns | None = None,
     eval_loader: Any = None,
     callbacks: Sequence[Callback] = (),
-    train_step: Callable[..., Any] | None = None,
-    eval_step: Callable[..., Any] | None = None,
+    batch_fn: Callable[[Any], tuple[Any, Any]] | None = None,
+    initial_epoch: int | None = None,
+    max_steps: int | None = None,
+    log_every: int = 20,
+    progress: str | Progress = "auto",
+    train_step: Step | None = None,
+    eval_step: Step | None = None,
     has_aux: bool = False,
     on_nonfinite: str = "error",
-    log_every: int = 20,
-    max_steps: int | None = None,
-    progress: str = "auto",
 ) -> tuple[TrainState, History]:
     """Trains ``state`` for ``epochs`` epochs of ``train_loader``: Keras' ``fit``.
 
-    Each step is one compiled program (built by :func:`make_train_step`) with the state
-    donated. ``fit`` copies ``state`` once before the first step, so the caller's
-    ``state`` stays valid. The loop never waits for the device except every ``log_every`` steps, when
-    it fetches the accumulated per-step metrics in one transfer to update the progress
-    display, the history and the callbacks.
+    Each step is one compiled program (:func:`make_train_step`) with the state donated.
+    ``fit`` copies ``state`` once before the first step, so the caller's ``state`` stays
+    valid. The loop never waits for the device except every ``log_every`` steps, when it
+    fetches the steps' metrics in one transfer for the display, the history and callbacks.
 
-    ``fit`` continues from where ``train_loader`` stands: a loader restored with
-    ``load_state_dict`` resumes mid-epoch, and epochs run until ``train_loader.epoch``
-    reaches ``epochs``. With the TrainState restored too (its step and key decide the
-    random numbers), a resumed run reproduces the uninterrupted one bit for bit.
+    **Epochs.** Each call trains ``epochs`` epochs, continuing a DataLoader's epoch count
+    (its shuffle order), so a second ``fit(state, loader, epochs=3)`` trains three more.
+    With ``initial_epoch`` (Keras' meaning), ``epochs`` is the epoch to stop before: the
+    call trains epochs ``initial_epoch .. epochs - 1``. To resume an interrupted run, put
+    its checkpoint back with :func:`restore_training` (state and the loader's mid-epoch
+    position) and call ``fit(state, loader, epochs=E, initial_epoch=loader.epoch)``: the
+    run then reproduces the uninterrupted one bit for bit.
+
+    **Loaders and batches.** ``train_loader`` is any re-iterable of batches: a
+    ``funcnet.data.DataLoader``, a list, a ``torch.utils.data.DataLoader`` (its tensors
+    become NumPy arrays), a grain dataset. A batch is ``(inputs, targets)``, or anything
+    ``batch_fn`` splits into that. When the loss and every metric take ``mask=`` (funcnet's
+    do), a short last batch is padded and masked, so one compiled step serves the epoch;
+    otherwise it runs at its own size (one more compilation).
 
     Args:
         state: the TrainState (model and optimizer included).
-        train_loader: a ``funcnet.data.DataLoader`` (or anything with ``epoch``,
-            ``batch_size`` and ``__iter__`` yielding ``(inputs, targets)`` batches).
-        epochs: the total number of epochs (counted by the loader's epoch).
+        train_loader: the training batches (see above).
+        epochs: epochs to train in this call; with ``initial_epoch``, the epoch to stop before.
         loss_fn: ``loss_fn(outputs, targets) -> scalar``, e.g. ``losses.cross_entropy``.
-        metrics: ``{name: fn(outputs, targets, mask=...)}`` for training and evaluation.
+        metrics: ``{name: fn(outputs, targets[, mask=])}`` or ``{name: metric}`` with a
+            ``funcnet.metrics`` accumulator (exact epoch F1, precision, …), for training and
+            evaluation.
         eval_loader: evaluated after every epoch; results are logged as ``val_<name>``.
         callbacks: :class:`Callback` instances (EarlyStopping, ModelCheckpoint, ...).
-        train_step: a custom ``step(state, batch, mask) -> (state, metrics)`` (default:
+        batch_fn: ``batch_fn(batch) -> (inputs, targets)`` for batches that are not pairs.
+        initial_epoch: the epoch to start at (Keras); see **Epochs**.
+        max_steps: stop once the state's step count reaches this (mid-epoch if need be).
+        log_every: steps between metric fetches from the device.
+        progress: ``"auto"``, ``"bar"``, ``"log"``, ``"logging"``, ``"quiet"`` or a
+            :class:`Progress`.
+        train_step: a custom ``step(state, batch[, mask]) -> (state, metrics)`` (default:
             ``make_train_step(loss_fn, metrics=metrics, ...)``).
-        eval_step: a custom ``eval_step(state, batch, mask) -> metrics``.
+        eval_step: a custom ``eval_step(state, batch[, mask]) -> metrics``.
         has_aux: ``loss_fn`` returns ``(loss, {name: value})``.
         on_nonfinite: ``"error"`` (stop with :class:`NonFiniteLossError` naming the step;
             parameters stay finite), ``"skip"`` (skip such steps and go on) or ``"ignore"``.
-        log_every: steps between metric fetches from the device.
-        max_steps: stop after this many steps in total (the state's step count).
-        progress: ``"auto"``, ``"bar"``, ``"log"`` or ``"quiet"``.
 
     Returns:
         ``(state, history)``.
 
     Raises:
+        ValueError: nothing to train (``epochs`` < 1, ``initial_epoch >= epochs``, a
+            ``max_steps`` already reached, a loader that yields no batches).
         NonFiniteLossError: with ``on_nonfinite="error"``, at the first fetch after a step
-            whose loss or gradients were not finite.
+            whose loss was not finite.
     """
     if train_step is None:
         if loss_fn is None:
-            raise ValueError("fit needs loss_fn (or a train_step)")
+            raise ValueError("fit needs loss_fn=... (or a train_step)")
         train_step = make_train_step(
-            loss_fn, metrics=metrics, has_aux=has_aux, on_nonfinite=on_nonfinite
+            loss_fn, metrics=metrics, has_aux=has_aux, batch_fn=batch_fn, on_nonfinite=on_nonfinite
         )
     if eval_loader is not None and eval_step is None:
-        eval_step = make_eval_step(loss_fn, metrics=metrics, has_aux=has_aux)
-    history = History()
+        eval_step = make_eval_step(loss_fn, metrics=metrics, has_aux=has_aux, batch_fn=batch_fn)
+    objective = _objective_of(train_step, metrics)
+    batches = Batches(train_loader, pad=objective.takes_mask)
+    first, stop = _epoch_range(batches.epoch, epochs, initial_epoch)
+    _check_max_steps(state, max_steps)
     # The step donates its input; one copy up front keeps the caller's `state` usable.
-    state = jax.tree_util.tree_map(jnp.copy, state)
-    loop = Loop(state, epochs, train_loader, eval_loader, history)
-    loop.step = int(state.step)
-    cbs = CallbackList(callbacks)
-    display = Progress(progress, epochs)
-    cbs.on_fit_begin(loop)
-    last_finite: tuple[int, float] | None = None
-    try:
-        while _epoch_of(train_loader) < epochs and not loop.stop_training:
-            loop.epoch = _epoch_of(train_loader)
-            cbs.on_epoch_begin(loop)
-            start_index = getattr(train_loader, "state_dict", lambda: {})().get("batch_index", 0)
-            loop.batch_in_epoch = start_index
-            display.start_epoch(loop.epoch, len(train_loader), start_index)
-            records: list[dict[str, Any]] = []
-            pending: list[Any] = []
-            started, seen = time.perf_counter(), 0
-            for batch, mask in _Batches(train_loader):
-                loop.state, values = train_step(loop.state, batch, mask)
-                pending.append(values)
-                loop.step += 1
-                loop.batch_in_epoch += 1
-                stop = max_steps is not None and loop.step >= max_steps
-                if len(pending) >= log_every or stop:
-                    seen, last_finite = _fetch(
-                        loop,
-                        pending,
-                        records,
-                        seen,
-                        started,
-                        display,
-                        cbs,
-                        on_nonfinite,
-                        last_finite,
-                    )
-                    pending = []
-                if stop:
-                    loop.stop_training = True
-                if loop.stop_training:
-                    break
-            if pending:
-                seen, last_finite = _fetch(
-                    loop, pending, records, seen, started, display, cbs, on_nonfinite, last_finite
-                )
-            logs = {"epoch": loop.epoch, **(_mean_logs(records) if records else {})}
-            if eval_loader is not None and not (loop.stop_training and max_steps is not None):
-                logs.update(
-                    {
-                        f"val_{k}": v
-                        for k, v in evaluate(loop.state, eval_loader, eval_step=eval_step).items()
-                    }
-                )
-            lr = _lr(loop.state)
-            if lr is not None:
-                logs["lr"] = lr
-            elapsed = time.perf_counter() - started
-            logs["time"] = elapsed
-            logs["samples_per_s"] = seen / elapsed if elapsed > 0 else 0.0
-            history.epochs.append(logs)
-            display.end_epoch(loop.epoch, logs)
-            cbs.on_epoch_end(loop, logs)
-    finally:
-        display.close()
-    cbs.on_fit_end(loop)
-    return loop.state, history
+    loop = Loop(
+        jax.tree_util.tree_map(jnp.copy, state),
+        train_loader,
+        eval_loader,
+        stop,
+        EpochMetrics(objective.streaming),
+        CallbackList(callbacks),
+        make_progress(progress),
+        on_nonfinite,
+    )
+    _run(loop, batches, train_step, range(first, stop), (eval_step, metrics), max_steps, log_every)
+    return loop.state, loop.history
 
 
-def _epoch_of(loader: Any) -> int:
-    epoch = getattr(loader, "epoch", None)
-    if epoch is None:
-        raise TypeError(
-            "fit needs a loader with an `epoch` attribute, such as funcnet.data.DataLoader"
+def _epoch_range(current: int, epochs: int, initial_epoch: int | None) -> tuple[int, int]:
+    """``(first, stop)`` of the epochs to train, or a ValueError saying why there are none."""
+    if not isinstance(epochs, int) or isinstance(epochs, bool):
+        raise TypeError(f"fit: epochs must be an int, got {epochs!r}")
+    if initial_epoch is None:
+        if epochs < 1:
+            raise ValueError(f"fit: epochs={epochs} trains nothing; pass epochs >= 1")
+        return current, current + epochs
+    if initial_epoch < 0 or initial_epoch >= epochs:
+        raise ValueError(
+            f"fit: initial_epoch={initial_epoch} with epochs={epochs} trains nothing: with "
+            "initial_epoch, epochs is the epoch to stop before (Keras' meaning), e.g. "
+            f"epochs={max(initial_epoch, 0) + 1} trains one more epoch"
         )
-    return int(epoch)
+    return initial_epoch, epochs
 
 
-def _fetch(
+def _check_max_steps(state: TrainState, max_steps: int | None) -> None:
+    if max_steps is not None and int(state.step) >= max_steps:
+        raise ValueError(
+            f"fit: the state has taken {int(state.step)} steps, so max_steps={max_steps} "
+            "(a total of the state's steps) trains nothing; raise it or leave it out"
+        )
+
+
+def _run(
     loop: Loop,
-    pending: list[Any],
-    records: list[dict[str, Any]],
-    seen: int,
-    started: float,
-    display: Progress,
-    cbs: CallbackList,
-    on_nonfinite: str,
-    last_finite: tuple[int, float] | None,
-) -> tuple[int, tuple[int, float] | None]:
-    """Fetches pending step metrics in one transfer and updates history and display."""
-    host = jax.device_get(pending)
-    first = loop.step - len(host) + 1
-    for offset, values in enumerate(host):
-        step_no = first + offset
-        finite = bool(values.get("finite", True))
-        if not finite and on_nonfinite == "error":
-            where = (
-                f"the last finite loss was {last_finite[1]:.6g} at step {last_finite[0]}"
-                if last_finite
-                else "no step had a finite loss"
-            )
-            raise NonFiniteLossError(
-                f"non-finite loss at step {step_no} (loss {float(values['loss'])}); {where}. "
-                "The parameters were kept finite (that step applied zero gradients). Lower the learning rate, clip gradients "
-                "(funcnet.optim.clip_grad_norm), or pass on_nonfinite='skip'."
-            )
-        if finite:
-            last_finite = (step_no, float(values["loss"]))
-            records.append(values)
-        seen += int(values.get("count", 0))
-        loop.history.steps.append(
-            {
-                "step": step_no,
-                "epoch": loop.epoch,
-                **{k: float(v) for k, v in values.items() if k not in _HIDDEN},
-            }
+    batches: Batches,
+    step: Step,
+    epochs: range,
+    evaluation: tuple[Step | None, MetricFns | None],
+    max_steps: int | None,
+    log_every: int,
+) -> None:
+    loop.callbacks.on_fit_begin(loop)
+    loop.progress.begin(epochs.stop)
+    try:
+        for epoch in epochs:
+            batches.set_epoch(epoch)
+            _train_epoch(loop, batches, step, epoch, max_steps, log_every)
+            stopped_by_max_steps = max_steps is not None and loop.step >= max_steps
+            eval_logs = _eval_logs(loop, evaluation) if not stopped_by_max_steps else {}
+            loop.end_epoch(eval_logs, _lr(loop.state))
+            if loop.stop_training or stopped_by_max_steps:
+                break
+    finally:
+        loop.progress.close()
+    loop.callbacks.on_fit_end(loop)
+
+
+def _train_epoch(
+    loop: Loop, batches: Batches, step: Step, epoch: int, max_steps: int | None, log_every: int
+) -> None:
+    items, done = batches.iterate()
+    loop.start_epoch(epoch, batches.total, done)
+    ran = 0
+    for batch, mask, rows in items:
+        loop.record(*_run_step(step, loop.state, batch, mask), rows)
+        ran += 1
+        at_max = max_steps is not None and loop.step >= max_steps
+        if loop.pending >= log_every or at_max:
+            loop.fetch()
+        if at_max or loop.stop_training:
+            break
+    loop.fetch()
+    if ran == 0:
+        raise ValueError(
+            f"fit: train_loader yielded no batches in epoch {epoch} (a DataLoader with "
+            "drop_last=True and fewer samples than batch_size, or an empty dataset)"
         )
-    elapsed = time.perf_counter() - started
-    logs = {
-        **_mean_logs(records[-len(host) :] if records else []),
-        "samples/s": round(seen / elapsed) if elapsed > 0 else 0,
-    }
-    display.update(loop.epoch, loop.batch_in_epoch, len(host), logs)
-    cbs.on_fetch(loop, logs)
-    return seen, last_finite
+
+
+def _eval_logs(loop: Loop, evaluation: tuple[Step | None, MetricFns | None]) -> dict[str, Any]:
+    eval_step, metrics = evaluation
+    if loop.eval_loader is None or eval_step is None:
+        return {}
+    loop.callbacks.on_evaluate_begin(loop)
+    results = evaluate(loop.state, loop.eval_loader, metrics=metrics, eval_step=eval_step)
+    logs = {f"val_{k}": v for k, v in results.items()}
+    loop.callbacks.on_evaluate_end(loop, logs)
+    return logs
+
+
+def _lr(state: TrainState) -> float | None:
+    try:
+        return float(optim.current_lr(state.opt_state))
+    except (ValueError, TypeError, AttributeError):
+        return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from funcnet.checkpoint import restore_checkpoint
 from funcnet.train._callbacks import _arrays_of
 from funcnet.train._state import TrainState
 
@@ -19,7 +20,8 @@ def restore_training(
     Restores the parameters, model state, optimizer state, step count and PRNG key into
     ``state``'s structure (so shapes and dtypes are checked against it, with a complete
     report of any difference), and the data loader's position (epoch, batch, seed).
-    ``fit`` then goes on from there, reproducing the uninterrupted run.
+    ``fit(state, loader, epochs=E, initial_epoch=loader.epoch)`` then goes on from there,
+    reproducing the uninterrupted run.
 
     Args:
         directory: the checkpoint directory.
@@ -35,8 +37,6 @@ def restore_training(
         funcnet.checkpoint.CheckpointError: no checkpoint, a damaged one, or one that does
             not match ``state``.
     """
-    from funcnet.checkpoint import restore_checkpoint
-
     ckpt = restore_checkpoint(directory, target=_arrays_of(state), step=step)
     position = (ckpt.metadata or {}).get("loader")
     if loader is not None and position is not None:

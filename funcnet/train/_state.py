@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from funcnet import optim
 from funcnet.nn import Module
 
 
@@ -79,6 +80,37 @@ class TrainState:
     def replace(self, **changes: Any) -> TrainState:
         """A copy with some fields replaced."""
         return dataclasses.replace(self, **changes)
+
+    def step_key(self) -> jax.Array:
+        """The PRNG key of the current step, ``fold_in(key, step)`` (raw uint32 key data)."""
+        return jax.random.fold_in(self.key, self.step)
+
+    def apply_gradients(
+        self, grads: Any, *, finite: jax.Array | None = None, **changes: Any
+    ) -> TrainState:
+        """One optimizer step (Flax's ``TrainState.apply_gradients``).
+
+        ``updates, opt_state = optimizer.update(grads, opt_state, params)``, then
+        ``params = optim.apply_updates(params, updates)`` and ``step + 1``.
+
+        Args:
+            grads: gradients, shaped like ``params``.
+            finite: optional bool ``()``; when False the optimizer does not run (its state
+                stays as it was and the parameters do not move), as
+                :func:`funcnet.optim.update_if_finite`; the step count still advances.
+            **changes: other fields to replace, e.g. ``model_state=new_model_state``.
+
+        Returns:
+            The new TrainState.
+        """
+        if finite is None:
+            updates, opt_state = self.optimizer.update(grads, self.opt_state, self.params)
+        else:
+            updates, opt_state = optim.update_if_finite(
+                finite, self.optimizer, grads, self.opt_state, self.params
+            )
+        params = optim.apply_updates(self.params, updates)
+        return self.replace(params=params, opt_state=opt_state, step=self.step + 1, **changes)
 
 
 def _raw(key: jax.Array) -> jax.Array:

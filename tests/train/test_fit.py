@@ -48,17 +48,8 @@ def test_epoch_means_equal_the_mean_of_step_values(state):
     assert history.epochs[0]["loss"] == pytest.approx(expected, rel=1e-6)
 
 
-def test_log_mode_prints_lines(state, capsys, monkeypatch):
-    from funcnet.train import _progress
-
-    original = _progress.Progress.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        self.line_every = 0.0  # print at every fetch
-
-    monkeypatch.setattr(_progress.Progress, "__init__", init)
-    _fit(state, epochs=1, progress="log", log_every=2)
+def test_log_mode_prints_lines(state, capsys):
+    _fit(state, epochs=1, progress=train.Progress("log", line_every=0), log_every=2)
     out = capsys.readouterr().out
     assert "epoch 1/1  batch 2/4" in out and "epoch 1/1 done" in out and "loss" in out
 
@@ -122,13 +113,6 @@ def test_user_callback_can_stop_training(state):
 
     new, _ = _fit(state, epochs=3, callbacks=[StopAfterFirstFetch()], log_every=1)
     assert int(new.step) == 1
-
-
-def test_history_plot(state, tmp_path):
-    pytest.importorskip("matplotlib")
-    _, history = _fit(state)
-    path = history.plot(str(tmp_path / "curves.png"))
-    assert (tmp_path / "curves.png").stat().st_size > 1000 and path.endswith(".png")
 
 
 def test_parameters_change_and_stay_finite(state):

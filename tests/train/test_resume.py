@@ -44,7 +44,7 @@ def test_resumed_run_matches_the_uninterrupted_run_bit_for_bit(key, tmp_path):
     resumed_loader = loader()
     resumed = train.restore_training(tmp_path, fresh(), resumed_loader)
     assert int(resumed.step) == 6 and resumed_loader.state_dict()["epoch"] == 1
-    resumed, _ = _fit(resumed, resumed_loader)
+    resumed, _ = _fit(resumed, resumed_loader, initial_epoch=resumed_loader.epoch)
     assert int(resumed.step) == int(whole.step) == 12
     assert tree_equal(resumed.params, whole.params)
     assert tree_equal(resumed.opt_state, whole.opt_state)

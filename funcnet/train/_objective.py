@@ -1,0 +1,151 @@
+"""The contract between a step and the user's functions: how a batch splits into inputs
+and targets, how the loss and the metrics are called, and whether they see a mask.
+
+``Objective`` checks the functions once, when a step is built; inside the step it only
+calls them. It is the one place that decides whether a batch may be padded: only when the
+loss and every metric take ``mask=``, since only then can they leave padding rows out.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from funcnet.metrics import Metric
+
+__all__ = ["Objective", "split_batch"]
+
+LossFn = Callable[..., Any]
+MetricFns = Mapping[str, Callable[..., Any] | Metric]
+
+
+def split_batch(batch: Any) -> tuple[Any, Any]:
+    """``(inputs, targets)`` of a batch: a pair ``(x, y)`` (tuple or list), or a dict with
+    ``"x"``/``"y"`` (or ``"inputs"``/``"targets"``). ``x`` may be a tuple of inputs.
+
+    Raises:
+        TypeError: any other batch, naming ``batch_fn`` as the way to split it.
+    """
+    if isinstance(batch, tuple | list) and len(batch) == 2:
+        return batch[0], batch[1]
+    if isinstance(batch, Mapping):
+        for xk, yk in (("x", "y"), ("inputs", "targets")):
+            if xk in batch and yk in batch:
+                return batch[xk], batch[yk]
+    raise TypeError(
+        f"a batch must be a pair (inputs, targets) or a dict with 'x' and 'y'; got "
+        f"{_describe(batch)}. Pass batch_fn=... returning (inputs, targets), e.g. "
+        "batch_fn=lambda b: (b[0], b[0]) for unlabeled (x,) batches (an autoencoder), "
+        "lambda b: (b[0], b[1:]) for (x, y1, y2), lambda b: (b['image'], b['label']) for a dict"
+    )
+
+
+def _describe(batch: Any) -> str:
+    if isinstance(batch, Mapping):
+        return f"a dict with keys {list(batch)}"
+    if isinstance(batch, tuple | list):
+        return f"a {type(batch).__name__} of {len(batch)}"
+    return f"a {type(batch).__name__} of shape {getattr(batch, 'shape', '?')}"
+
+
+def _takes_mask(fn: Callable[..., Any]) -> bool:
+    if isinstance(fn, Metric):
+        return True
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "mask" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__name__", None) or type(fn).__name__
+
+
+def _check_callable(loss_fn: LossFn | None, metrics: MetricFns, batch_fn: Any) -> None:
+    for name, fn in metrics.items():
+        if not (callable(fn) or isinstance(fn, Metric)):
+            raise TypeError(
+                f"metric {name!r} is {fn!r}: expected a function fn(outputs, targets) or a "
+                "funcnet.metrics accumulator such as metrics.F1Score(num_classes=10)"
+            )
+    for what, fn in (("loss_fn", loss_fn), ("batch_fn", batch_fn)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{what} is not callable: {fn!r}")
+
+
+class Objective:
+    """A loss, metrics and a batch split, checked once and called inside a step.
+
+    Args:
+        loss_fn: ``loss_fn(outputs, targets) -> scalar``; with ``has_aux``, returns
+            ``(loss, {name: scalar})``. It may take ``mask=`` (every ``funcnet.losses``
+            function does), a ``(batch,)`` bool array of the rows that count; or None.
+        metrics: ``{name: fn(outputs, targets[, mask=]) -> scalar}``, or ``{name: metric}``
+            with a streaming accumulator of ``funcnet.metrics`` (exact over a whole epoch).
+        has_aux: whether ``loss_fn`` returns auxiliary values.
+        batch_fn: ``batch_fn(batch) -> (inputs, targets)``; default :func:`split_batch`.
+
+    Attributes:
+        takes_mask: the loss and every metric take ``mask=``, so a short batch may be
+            padded to the full size and masked (one compiled program for every batch).
+        streaming: the accumulators among ``metrics``, by name.
+    """
+
+    def __init__(
+        self,
+        loss_fn: LossFn | None,
+        metrics: MetricFns | None = None,
+        has_aux: bool = False,
+        batch_fn: Callable[[Any], tuple[Any, Any]] | None = None,
+    ) -> None:
+        metrics = dict(metrics or {})
+        _check_callable(loss_fn, metrics, batch_fn)
+        self.loss_fn, self.has_aux = loss_fn, has_aux
+        self.split = batch_fn or split_batch
+        self.functions = {k: f for k, f in metrics.items() if not isinstance(f, Metric)}
+        self.streaming = {k: m for k, m in metrics.items() if isinstance(m, Metric)}
+        fns = [*metrics.values(), *([loss_fn] if loss_fn is not None else [])]
+        self.takes_mask = all(_takes_mask(fn) for fn in fns)
+
+    def loss(self, outputs: Any, targets: Any, mask: jax.Array | None) -> tuple[jax.Array, dict]:
+        """``(loss, aux)`` of a batch, over its valid rows when ``mask`` is given."""
+        assert self.loss_fn is not None
+        result = self._call(self.loss_fn, "loss_fn", outputs, targets, mask)
+        loss, aux = result if self.has_aux else (result, {})
+        return loss, dict(aux)
+
+    def values(self, outputs: Any, targets: Any, mask: jax.Array | None) -> dict[str, Any]:
+        """The metrics of a batch: a scalar per function, the batch's accumulator state per
+        streaming metric (to be merged into the epoch's with ``metric.merge``)."""
+        outputs = jax.lax.stop_gradient(outputs)
+        values: dict[str, Any] = {
+            k: self._call(fn, f"metric {k!r}", outputs, targets, mask)
+            for k, fn in self.functions.items()
+        }
+        for k, m in self.streaming.items():
+            values[k] = m.update(m.init(), outputs, targets, mask=mask)
+        return values
+
+    def _call(self, fn: Callable[..., Any], what: str, out: Any, y: Any, mask: Any) -> Any:
+        if mask is None:
+            return fn(out, y)
+        if not _takes_mask(fn):
+            raise TypeError(
+                f"{what} ({_name(fn)}) takes no mask=, so it cannot leave out the padding rows "
+                "of this batch: give it a `mask=None` parameter (every funcnet.losses and "
+                "funcnet.metrics function has one), or pass batches without a mask (fit does "
+                "so for such functions; a DataLoader with pad_last=True always gives masks)"
+            )
+        return fn(out, y, mask=mask)
+
+
+def count_rows(inputs: Any, mask: jax.Array | None) -> jax.Array:
+    """float32 ``()``: the valid rows of a batch (the mask's count, else the leading size)."""
+    if mask is not None:
+        return jnp.sum(mask.astype(jnp.float32))
+    return jnp.asarray(jax.tree_util.tree_leaves(inputs)[0].shape[0], jnp.float32)
