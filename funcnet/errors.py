@@ -10,6 +10,7 @@ what arrived, e.g.::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,9 +18,12 @@ import jax.numpy as jnp
 
 __all__ = [
     "CheckpointError",
+    "FrozenModuleError",
     "FuncnetError",
+    "PyTorchAttributeError",
     "ShapeError",
     "StateDictError",
+    "UsageError",
     "check_dtype",
     "check_last_dim",
     "check_ndim",
@@ -45,6 +49,20 @@ class CheckpointError(FuncnetError, OSError):
     """A checkpoint is missing, truncated, corrupt, or does not match its target."""
 
 
+class UsageError(FuncnetError, TypeError):
+    """funcnet was called in a way it does not support, usually a PyTorch habit (a
+    ``forward`` without ``ctx``, ``nn.Parameter(array)``); the message says what to write."""
+
+
+class PyTorchAttributeError(FuncnetError, AttributeError):
+    """A PyTorch ``nn.Module`` attribute that funcnet does not have (``model.train()``,
+    ``model.parameters()``, ``model.to(device)``); the message names the funcnet way."""
+
+
+class FrozenModuleError(FuncnetError, dataclasses.FrozenInstanceError):
+    """An attribute of a module was set or deleted after its construction."""
+
+
 def _where(where: Any) -> str:
     """``where`` is a context (has ``.path`` and ``.module``) or a plain label."""
     path = getattr(where, "path", None)
@@ -53,7 +71,9 @@ def _where(where: Any) -> str:
     return f"{path} ({type(where.module).__name__})"
 
 
-def check_last_dim(where: Any, x: Any, size: int, what: str = "input") -> None:
+def check_last_dim(
+    where: Any, x: Any, size: int, what: str = "input", *, spatial_dims: int | None = None
+) -> None:
     """Raise ShapeError unless ``x.shape[-1] == size``.
 
     Args:
@@ -61,12 +81,35 @@ def check_last_dim(where: Any, x: Any, size: int, what: str = "input") -> None:
         x: the array (or a shape-carrying tracer).
         size: the expected size of the last axis.
         what: what the array is, for the message.
+        spatial_dims: for a channels-last image, batched ``(N, *spatial, C)`` or unbatched
+            ``(*spatial, C)``, the number of spatial axes: a shape that looks channels-first
+            (``size`` on the channels-first axis, not last) gets the transpose to write.
     """
-    shape = jnp.shape(x)
+    shape = tuple(jnp.shape(x))
     if len(shape) == 0 or shape[-1] != size:
+        hint = _channels_first_hint(shape, size, spatial_dims)
         raise ShapeError(
-            f"{_where(where)}: expected {what} with last dimension {size}, got shape {tuple(shape)}"
+            f"{_where(where)}: expected {what} with last dimension {size}, got shape {shape}{hint}"
         )
+
+
+_SPATIAL_NAMES = {1: "L", 2: "HW", 3: "DHW"}
+
+
+def _channels_first_hint(shape: tuple[int, ...], size: int, spatial_dims: int | None) -> str:
+    """The NCHW -> NHWC advice when ``shape`` is a channels-first image of ``size`` channels."""
+    if spatial_dims not in _SPATIAL_NAMES or len(shape) - spatial_dims not in (1, 2):
+        return ""
+    spatial = _SPATIAL_NAMES[spatial_dims]
+    batch = len(shape) - spatial_dims - 1  # 1 when batched, 0 when unbatched
+    if shape[batch] != size:
+        return ""
+    order = (*range(batch), *range(batch + 1, len(shape)), batch)
+    n = "N" * batch
+    return (
+        f"; funcnet is channels-last ({n}{spatial}C) and this looks like {n}C{spatial}: "
+        f"pass x.transpose{order}"
+    )
 
 
 def check_ndim(

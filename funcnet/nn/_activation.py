@@ -26,11 +26,8 @@ __all__ = [
 class _Activation(Module):
     """Shared parts: no parameters, output of the input's shape and dtype."""
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
-        return {}, {}
 
-
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class ReLU(_Activation):
     """max(x, 0) (``torch.nn.ReLU``). Input and output: any shape."""
 
@@ -38,7 +35,7 @@ class ReLU(_Activation):
         return F.relu(x)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class LeakyReLU(_Activation):
     """x if x >= 0 else negative_slope·x (``torch.nn.LeakyReLU``)."""
 
@@ -48,7 +45,7 @@ class LeakyReLU(_Activation):
         return F.leaky_relu(x, self.negative_slope)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class ELU(_Activation):
     """x if x > 0 else alpha·(exp(x) − 1) (``torch.nn.ELU``)."""
 
@@ -58,7 +55,7 @@ class ELU(_Activation):
         return F.elu(x, self.alpha)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class GELU(_Activation):
     """x·Φ(x), exact by default or ``approximate="tanh"`` (``torch.nn.GELU``)."""
 
@@ -74,7 +71,7 @@ class GELU(_Activation):
         return F.gelu(x, self.approximate)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class SiLU(_Activation):
     """x·sigmoid(x) (``torch.nn.SiLU``)."""
 
@@ -82,7 +79,7 @@ class SiLU(_Activation):
         return F.silu(x)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class Tanh(_Activation):
     """Hyperbolic tangent (``torch.nn.Tanh``)."""
 
@@ -90,7 +87,7 @@ class Tanh(_Activation):
         return F.tanh(x)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class Sigmoid(_Activation):
     """Logistic sigmoid (``torch.nn.Sigmoid``)."""
 
@@ -98,7 +95,7 @@ class Sigmoid(_Activation):
         return F.sigmoid(x)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class Softplus(_Activation):
     """log(1 + exp(beta·x)) / beta, linear above ``threshold`` (``torch.nn.Softplus``)."""
 
@@ -109,7 +106,7 @@ class Softplus(_Activation):
         return F.softplus(x, self.beta, self.threshold)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class Softmax(_Activation):
     """Softmax along ``dim`` (default −1, the channels-last class axis; PyTorch has no default)."""
 
@@ -119,7 +116,7 @@ class Softmax(_Activation):
         return F.softmax(x, self.dim)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class LogSoftmax(_Activation):
     """log(softmax(x)) along ``dim``, computed stably (``torch.nn.LogSoftmax``)."""
 

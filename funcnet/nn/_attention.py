@@ -13,12 +13,12 @@ from funcnet.errors import ShapeError, check_dtype, check_last_dim, check_ndim
 from funcnet.functional._attention import attention
 from funcnet.nn import init as init_lib
 from funcnet.nn._linear import Linear, compute_dtype
-from funcnet.nn._module import Context, Module, _name_hash
+from funcnet.nn._module import Context, Module, Parameter
 
 __all__ = ["MultiheadAttention"]
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class MultiheadAttention(Module):
     """Multi-head attention (``torch.nn.MultiheadAttention``).
 
@@ -115,14 +115,16 @@ class MultiheadAttention(Module):
                 f"MultiheadAttention: in_projection must be 'auto', 'fused' or 'separate', "
                 f"got {self.in_projection!r}"
             )
-        out_proj = Linear(
-            self.embed_dim,
-            self.embed_dim,
-            bias=self.bias,
-            bias_init=init_lib.zeros,
-            dtype=self.dtype,
-        )
-        object.__setattr__(self, "out_proj", out_proj)
+        e, xavier = self.embed_dim, init_lib.xavier_uniform
+        if self._packed:
+            self.in_proj_weight = Parameter((e, 3 * e), xavier, self.dtype)
+        else:
+            self.q_proj_weight = Parameter((e, e), xavier, self.dtype)
+            self.k_proj_weight = Parameter((self._kdim, e), xavier, self.dtype)
+            self.v_proj_weight = Parameter((self._vdim, e), xavier, self.dtype)
+        if self.bias:
+            self.in_proj_bias = Parameter((3 * e,), init_lib.zeros, self.dtype)
+        self.out_proj = Linear(e, e, bias=self.bias, bias_init=init_lib.zeros, dtype=self.dtype)
 
     @property
     def _kdim(self) -> int:
@@ -135,27 +137,6 @@ class MultiheadAttention(Module):
     @property
     def _packed(self) -> bool:
         return self._kdim == self.embed_dim and self._vdim == self.embed_dim
-
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
-        e = self.embed_dim
-
-        def xavier(name: str, shape: tuple[int, int]) -> jax.Array:
-            return init_lib.xavier_uniform(
-                jax.random.fold_in(key, _name_hash(name)), shape, self.dtype
-            )
-
-        if self._packed:
-            params = {"in_proj_weight": xavier("in_proj_weight", (e, 3 * e))}
-        else:
-            params = {
-                "q_proj_weight": xavier("q_proj_weight", (e, e)),
-                "k_proj_weight": xavier("k_proj_weight", (self._kdim, e)),
-                "v_proj_weight": xavier("v_proj_weight", (self._vdim, e)),
-            }
-        if self.bias:
-            params["in_proj_bias"] = jnp.zeros((3 * e,), self.dtype)
-        params["out_proj"] = self.out_proj.init(jax.random.fold_in(key, _name_hash("out_proj")))[0]
-        return params, {}
 
     def _fused_projection(self, self_attention: bool) -> bool:
         """Whether to project q, k and v with one matmul (see ``in_projection``)."""

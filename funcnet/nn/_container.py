@@ -5,19 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from funcnet.nn._module import Context, Module
+from funcnet.nn._module import Context, Module, _unique_modules
 
 __all__ = ["ModuleDict", "ModuleList", "Sequential"]
-
-
-def _unique_modules(items: Iterable[tuple[str, Any]]) -> dict[str, Module]:
-    seen: set[int] = set()
-    out: dict[str, Module] = {}
-    for name, value in items:
-        if isinstance(value, Module) and id(value) not in seen:
-            seen.add(id(value))
-            out[name] = value
-    return out
 
 
 def _check_name(owner: str, name: Any) -> str:
@@ -52,8 +42,8 @@ class Sequential(Module):
                 )
         self._items = tuple(items)
 
-    def named_children(self) -> dict[str, Module]:
-        return _unique_modules(self._items)
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        return iter(_unique_modules(self._items).items())
 
     def forward(self, ctx: Context, x: Any) -> Any:
         for _, layer in self._items:
@@ -100,8 +90,8 @@ class ModuleList(Module):
                 raise TypeError(f"ModuleList: element {i} is not a Module: {module!r}")
         self._modules = modules
 
-    def named_children(self) -> dict[str, Module]:
-        return _unique_modules((str(i), m) for i, m in enumerate(self._modules))
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        return iter(_unique_modules((str(i), m) for i, m in enumerate(self._modules)).items())
 
     def forward(self, ctx: Context, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -131,8 +121,8 @@ class ModuleDict(Module):
                 raise TypeError(f"ModuleDict: entry {name!r} is not a Module: {module!r}")
         self._modules = modules
 
-    def named_children(self) -> dict[str, Module]:
-        return _unique_modules(self._modules.items())
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        return iter(_unique_modules(self._modules.items()).items())
 
     def forward(self, ctx: Context, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"{ctx.path}: a ModuleDict is not called; index it in the owner's forward")

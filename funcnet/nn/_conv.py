@@ -37,7 +37,7 @@ def _lists_to_tuples(module: Any) -> None:
     for field in dataclasses.fields(module):
         value = getattr(module, field.name)
         if isinstance(value, list):
-            object.__setattr__(module, field.name, tuple(value))
+            setattr(module, field.name, tuple(value))
 
 
 def _check_channels(name: str, in_channels: int, out_channels: int, groups: int) -> None:
@@ -69,7 +69,7 @@ def _default_init(
     return params, {}
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class _ConvNd(Module):
     """Shared implementation of Conv1d/2d/3d; subclasses fix ``_nd``."""
 
@@ -120,7 +120,7 @@ class _ConvNd(Module):
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
         check_ndim(ctx, x, (self._nd + 2, self._nd + 1), layout=_layouts(self._nd))
-        check_last_dim(ctx, x, self.in_channels)
+        check_last_dim(ctx, x, self.in_channels, spatial_dims=self._nd)
         dtype = compute_dtype(x)
         bias = ctx.param("bias", dtype) if self.bias else None
         return _conv(
@@ -137,7 +137,7 @@ class _ConvNd(Module):
         )
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class Conv1d(_ConvNd):
     """1-D convolution over (N, L, C_in) → (N, L_out, C_out) (``torch.nn.Conv1d``).
 
@@ -152,7 +152,7 @@ class Conv1d(_ConvNd):
     _nd: ClassVar[int] = 1
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class Conv2d(_ConvNd):
     """2-D convolution over (N, H, W, C_in) → (N, H_out, W_out, C_out) (``torch.nn.Conv2d``).
 
@@ -205,7 +205,7 @@ class Conv2d(_ConvNd):
     _nd: ClassVar[int] = 2
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class Conv3d(_ConvNd):
     """3-D convolution over (N, D, H, W, C_in) → (N, D_out, H_out, W_out, C_out)
     (``torch.nn.Conv3d``).
@@ -220,7 +220,7 @@ class Conv3d(_ConvNd):
     _nd: ClassVar[int] = 3
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class ConvTranspose2d(Module):
     """2-D transposed convolution (``torch.nn.ConvTranspose2d``), channels-last.
 
@@ -315,7 +315,7 @@ class ConvTranspose2d(Module):
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
         check_ndim(ctx, x, (self._nd + 2, self._nd + 1), layout=_layouts(self._nd))
-        check_last_dim(ctx, x, self.in_channels)
+        check_last_dim(ctx, x, self.in_channels, spatial_dims=self._nd)
         dtype = compute_dtype(x)
         bias = ctx.param("bias", dtype) if self.bias else None
         return _conv_transpose(

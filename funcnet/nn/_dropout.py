@@ -14,7 +14,7 @@ from funcnet.nn._module import Context, Module
 __all__ = ["Dropout", "Dropout2d"]
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class Dropout(Module):
     """Zeroes elements with probability ``p`` in training mode (``torch.nn.Dropout``).
 
@@ -44,9 +44,6 @@ class Dropout(Module):
     def __post_init__(self) -> None:
         _check_probability(type(self).__name__, self.p)
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
-        return {}, {}
-
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
         check_dtype(ctx, x, "floating")
         if not ctx.train or self.p == 0.0:
@@ -54,7 +51,7 @@ class Dropout(Module):
         return F.dropout(x, self.p, ctx.next_key())
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class Dropout2d(Dropout):
     """Zeroes whole channels of (N, H, W, C) images in training mode
     (``torch.nn.Dropout2d``, channels last).

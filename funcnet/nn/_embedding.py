@@ -20,7 +20,7 @@ from funcnet.nn._module import Context, Initializer, Module
 __all__ = ["Embedding"]
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class Embedding(Module):
     """A table of ``num_embeddings`` vectors looked up by integer id (``torch.nn.Embedding``).
 
@@ -56,8 +56,9 @@ class Embedding(Module):
     dtype: Any = jnp.float32
 
     def __post_init__(self) -> None:
-        padding_idx = _normalize_padding_idx("Embedding", self.padding_idx, self.num_embeddings)
-        object.__setattr__(self, "padding_idx", padding_idx)
+        self.padding_idx = _normalize_padding_idx(
+            "Embedding", self.padding_idx, self.num_embeddings
+        )
 
     def init(self, key: jax.Array) -> tuple[dict, dict]:
         shape = (self.num_embeddings, self.embedding_dim)

@@ -27,7 +27,7 @@ def compute_dtype(x: Any) -> Any:
     return dtype if jnp.issubdtype(dtype, jnp.floating) else None
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class Linear(Module):
     """y = x @ weight + bias over the last axis (``torch.nn.Linear``).
 
@@ -71,18 +71,15 @@ class Linear(Module):
         return F.linear(x, ctx.param("weight", dtype), bias)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class Identity(Module):
     """Returns its input unchanged (``torch.nn.Identity``)."""
-
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
-        return {}, {}
 
     def forward(self, ctx: Context, x: Any) -> Any:
         return x
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class Flatten(Module):
     """Merges axes ``start_dim..end_dim`` into one (``torch.nn.Flatten``).
 
@@ -97,9 +94,6 @@ class Flatten(Module):
     start_dim: int = 1
     end_dim: int = -1
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
-        return {}, {}
-
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
         ndim = jnp.ndim(x)
         if ndim == 0 or not (-ndim <= self.start_dim < ndim and -ndim <= self.end_dim < ndim):
@@ -110,7 +104,7 @@ class Flatten(Module):
         return F.flatten(x, self.start_dim, self.end_dim)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class Unflatten(Module):
     """Splits axis ``dim`` into ``unflattened_size`` (``torch.nn.Unflatten``).
 
@@ -123,10 +117,7 @@ class Unflatten(Module):
     unflattened_size: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "unflattened_size", tuple(self.unflattened_size))
-
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
-        return {}, {}
+        self.unflattened_size = tuple(self.unflattened_size)
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
         shape = jnp.shape(x)

@@ -19,14 +19,17 @@ compiled program contains only the arrays' maths.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import numbers
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from funcnet.errors import ShapeError
+from funcnet.errors import FrozenModuleError, PyTorchAttributeError, ShapeError, UsageError
+from funcnet.nn._summary import summarize
 
 __all__ = ["Buffer", "Context", "Module", "Parameter"]
 
@@ -42,24 +45,51 @@ def _name_hash(name: str) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Parameter:
-    """Declares a trainable array owned directly by a custom module.
+    """Declares a trainable array owned directly by a module.
 
-    Assign it as an attribute in ``__init__``; ``init`` creates the array under the
-    attribute's name and ``forward`` reads it with ``ctx.param(name)``::
+    Assign it as an attribute while the module is built (``__init__``, or
+    ``__post_init__`` of a dataclass layer); ``init`` creates the array under the
+    attribute's name with the key ``fold_in(key, hash(name))``, and ``forward`` reads it
+    with ``ctx.param(name)``::
 
         self.scale = nn.Parameter((features,), init=nn.init.ones)
 
     Args:
         shape: the array's shape.
-        init: an initialiser ``(key, shape, dtype) -> array`` (see ``funcnet.nn.init``).
+        init: an initialiser ``(key, shape, dtype) -> array`` (see ``funcnet.nn.init``);
+            required.
         dtype: the array's dtype.
+
+    Raises:
+        UsageError: for an array instead of a shape (PyTorch's ``nn.Parameter(tensor)``;
+            the message gives the declaration to write), or without ``init``.
     """
 
     shape: tuple[int, ...]
-    init: Initializer
+    init: Initializer | None = None  # required; the default lets __post_init__ say so
     dtype: Any = jnp.float32
 
+    def __post_init__(self) -> None:
+        kind = type(self).__name__
+        if hasattr(self.shape, "shape"):
+            raise UsageError(
+                f"nn.{kind} takes a shape and an initialiser, not an array (PyTorch's "
+                f"nn.{kind}(tensor)): write `self.name = nn.{kind}({tuple(self.shape.shape)}, "
+                f"init=nn.init.normal)` in __init__; init creates the array, forward reads it "
+                f"with ctx.param(name), and nn.load_state_dict loads given values"
+            )
+        if not isinstance(self.shape, (tuple, list)) or not all(
+            isinstance(d, numbers.Integral) for d in self.shape
+        ):
+            raise UsageError(f"nn.{kind}: shape must be a tuple of ints, got {self.shape!r}")
+        if not callable(self.init):
+            raise UsageError(
+                f"nn.{kind}({tuple(self.shape)}): pass init=..., an initialiser "
+                f"(key, shape, dtype) -> array such as nn.init.zeros, got {self.init!r}"
+            )
+
     def create(self, key: jax.Array) -> jax.Array:
+        """The initial array, from ``init`` and ``key``."""
         return self.init(key, tuple(self.shape), self.dtype)
 
 
@@ -85,37 +115,57 @@ class Module(metaclass=_ModuleMeta):
     """Base class of every layer and model.
 
     Subclass it as in PyTorch: assign sub-modules (and :class:`Parameter` /
-    :class:`Buffer` declarations) as attributes in ``__init__`` and write
-    ``forward(self, ctx, *inputs)``. After ``__init__`` returns the module is immutable.
-    Built-in layers are frozen dataclasses that override :meth:`init` and :meth:`forward`.
+    :class:`Buffer` declarations) as attributes while the module is built, and write
+    ``forward(self, ctx, *inputs)``. "While it is built" is ``__init__``, or
+    ``__post_init__`` for a layer written as a dataclass of hyper-parameters, as the
+    built-in layers are: ``@dataclasses.dataclass(unsafe_hash=True, repr=False)``, equal
+    and hashable by value (hashing is safe because the module is immutable). Once the
+    constructor returns, the module is immutable: setting or deleting an attribute raises
+    :class:`~funcnet.errors.FrozenModuleError`.
     """
 
     #: Containers (ModuleList, ModuleDict) are transparent: their parent's forward may
     #: call their elements directly.
     _transparent: bool = False
+    #: Set on the instance by the metaclass once the constructor has returned.
+    _funcnet_frozen: bool = False
 
     def __init__(self) -> None:  # lets PyTorch users keep their super().__init__() call
         pass
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if getattr(self, "_funcnet_frozen", False):
-            raise AttributeError(
-                f"{type(self).__name__} is immutable after construction: a funcnet module is a "
-                f"description; parameters and state live in the dicts returned by init (tried to "
-                f"set {name!r})"
-            )
+        if self._funcnet_frozen:
+            raise _frozen_error(self, f"set {name!r}")
         object.__setattr__(self, name, value)
 
+    def __delattr__(self, name: str) -> None:
+        if self._funcnet_frozen:
+            raise _frozen_error(self, f"delete {name!r}")
+        object.__delattr__(self, name)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails, so attributes and methods of the same
+        # name defined by a subclass or instance win; costs nothing otherwise.
+        hint = _PYTORCH_ONLY.get(name)
+        message = f"{type(self).__name__!r} object has no attribute {name!r}"
+        if hint is None:
+            raise AttributeError(message, name=name, obj=self)
+        raise PyTorchAttributeError(
+            f"{message} (PyTorch's nn.Module.{name}); in funcnet, {hint}", name=name, obj=self
+        )
+
     # ----------------------------------------------------------------- structure
-    def named_children(self) -> dict[str, Module]:
-        """Direct sub-modules by attribute name, in assignment order (each object once)."""
-        seen: set[int] = set()
-        out: dict[str, Module] = {}
-        for name, value in self._attributes().items():
-            if isinstance(value, Module) and id(value) not in seen:
-                seen.add(id(value))
-                out[name] = value
-        return out
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        """Yields ``(attribute_name, sub_module)`` for the direct sub-modules, in
+        assignment order, each object once (PyTorch's ``named_children``).
+
+        Containers override this to name their elements ``"0"``, ``"1"``, ….
+        """
+        return iter(_unique_modules(self._attributes().items()).items())
+
+    def children(self) -> Iterator[Module]:
+        """Yields the direct sub-modules (PyTorch's ``children``)."""
+        return (child for _, child in self.named_children())
 
     def _attributes(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
@@ -129,20 +179,32 @@ class Module(metaclass=_ModuleMeta):
         if cached is not None:
             return cached
         routes: dict[int, tuple[str, ...]] = {}
-        for name, child in self.named_children().items():
+        for name, child in self.named_children():
             routes.setdefault(id(child), (name,))
             if child._transparent:
                 for sub_id, sub_route in child._routes().items():
                     routes.setdefault(sub_id, (name, *sub_route))
-        if getattr(self, "_funcnet_frozen", False):
+        if self._funcnet_frozen:
             object.__setattr__(self, "_funcnet_routes", routes)
         return routes
 
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
-        """Yields ``(dotted_name, module)`` for this module and every descendant."""
-        yield prefix, self
-        for name, child in self.named_children().items():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+    def named_modules(
+        self, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Module]]:
+        """Yields ``(dotted_name, module)`` for this module (named ``prefix``) and every
+        descendant, parents first (PyTorch's ``named_modules``).
+
+        Args:
+            prefix: the name given to this module and put before its descendants' names.
+            remove_duplicate: yield a module reached by several paths only once, under
+                the first.
+        """
+        seen: set[int] | None = set() if remove_duplicate else None
+        return _walk(self, prefix, seen)
+
+    def modules(self) -> Iterator[Module]:
+        """Yields this module and every descendant, each once (PyTorch's ``modules``)."""
+        return (module for _, module in self.named_modules())
 
     # ------------------------------------------------------------- init / apply
     def init(self, key: jax.Array) -> tuple[Params, State]:
@@ -164,7 +226,7 @@ class Module(metaclass=_ModuleMeta):
         for name, decl in self._declarations().items():
             target = state if isinstance(decl, Buffer) else params
             target[name] = decl.create(jax.random.fold_in(key, _name_hash(name)))
-        for name, child in self.named_children().items():
+        for name, child in self.named_children():
             p, s = child.init(jax.random.fold_in(key, _name_hash(name)))
             if p:
                 params[name] = p
@@ -227,31 +289,22 @@ class Module(metaclass=_ModuleMeta):
         root = _Root(train=train, key=key, state=state)
         root.recorder = recorder
         ctx = Context(self, path, params, (), root)
-        if recorder is not None:
-            recorder.append(None)
-        out = self.forward(ctx, *args, **kwargs)
-        if recorder is not None:
-            recorder[0] = (ctx.path, self, out)
-        return out, root.state_out
+        return _recorded_forward(self, ctx, args, kwargs), root.state_out
 
     def __call__(self, ctx: Context, *args: Any, **kwargs: Any) -> Any:
         if not isinstance(ctx, Context):
-            raise TypeError(
-                f"{type(self).__name__} is called as self.layer(ctx, x) inside a forward method; "
-                f"at the top level use `y, state = model.apply(params, state, x)`"
+            got = "an array" if hasattr(ctx, "shape") else f"a {type(ctx).__name__}"
+            raise UsageError(
+                f"{type(self).__name__} was called with {got} where ctx belongs: "
+                f"at the top level run `y, state = model.apply(params, state, x)` (with "
+                f"`params, state = model.init(key)`); inside a forward call sub-layers as "
+                f"`self.layer(ctx, x)`"
             )
         child = ctx._enter(self)
         # The attribute path names the operations (trace time only): profiles and compiled
         # HLO read "layers.0/self_attn/dot_general" instead of "dot_general".
         with jax.named_scope(child.path[len(ctx.path) + 1 :]):
-            recorder = child._root.recorder
-            if recorder is None:
-                return self.forward(child, *args, **kwargs)
-            slot = len(recorder)
-            recorder.append(None)  # keep rows in call (pre-)order
-            out = self.forward(child, *args, **kwargs)
-            recorder[slot] = (child.path, self, out)
-            return out
+            return _recorded_forward(self, child, args, kwargs)
 
     # ------------------------------------------------------------------- display
     def extra_repr(self) -> str:
@@ -271,7 +324,7 @@ class Module(metaclass=_ModuleMeta):
         return ", ".join(parts)
 
     def __repr__(self) -> str:
-        children = self.named_children()
+        children = dict(self.named_children())
         head = f"{type(self).__name__}({self.extra_repr()}"
         if not children:
             return head + ")"
@@ -295,9 +348,138 @@ class Module(metaclass=_ModuleMeta):
         Returns:
             The table as a string (also convenient to ``print``).
         """
-        from funcnet.nn._summary import summarize
 
-        return summarize(self, inputs, train=train, depth=depth)
+        def run(params: Params, state: State, xs: tuple[Any, ...], rows: list) -> Any:
+            key = jax.random.key(0)
+            return self._run(params, state, xs, {}, train=train, key=key, recorder=rows)
+
+        return summarize(self.init, run, inputs, depth=depth)
+
+
+def _frozen_error(module: Module, tried: str) -> FrozenModuleError:
+    return FrozenModuleError(
+        f"{type(module).__name__} is immutable after construction: a funcnet module is a "
+        f"description; parameters and state live in the dicts returned by init (tried to "
+        f"{tried}); build a new module instead"
+    )
+
+
+_PYTORCH_ONLY = {
+    "train": "training mode is an argument: model.apply(params, state, x, train=True, key=key)",
+    "eval": "eval mode is apply's default: model.apply(params, state, x) (train=False)",
+    "training": "the mode is not stored in a module: forward reads ctx.train, apply takes train=",
+    "parameters": "the parameters are the dict from `params, state = model.init(key)`; "
+    "jax.tree_util.tree_leaves(params) lists its arrays",
+    "named_parameters": "nn.state_dict(params) gives {'fc1.weight': array, ...}, with "
+    "`params, state = model.init(key)`",
+    "buffers": "buffers are the state dict from `params, state = model.init(key)`",
+    "named_buffers": "nn.flatten_dict(state) gives {'bn.running_mean': array, ...}, with "
+    "`params, state = model.init(key)`",
+    "state_dict": "flat = nn.state_dict(params, state)",
+    "load_state_dict": "params, state = nn.load_state_dict(model, flat)",
+    "to": "arrays live in params and state, not in the module: "
+    "params = jax.device_put(params, device); a parameter dtype is the layers' dtype= argument",
+    "cuda": "arrays live in params and state, not in the module: "
+    "params = jax.device_put(params, jax.devices('gpu')[0]) (JAX uses the accelerator by default)",
+    "cpu": "arrays live in params and state, not in the module: "
+    "params = jax.device_put(params, jax.devices('cpu')[0])",
+    "half": "cast the arrays: params = jax.tree.map(lambda a: a.astype(jnp.float16), params)",
+    "bfloat16": "cast the arrays: params = jax.tree.map(lambda a: a.astype(jnp.bfloat16), params)",
+    "float": "cast the arrays: params = jax.tree.map(lambda a: a.astype(jnp.float32), params)",
+    "double": "cast the arrays: params = jax.tree.map(lambda a: a.astype(jnp.float64), params)",
+    "zero_grad": "gradients are the values jax.grad returns, never stored in the model: "
+    "there is nothing to zero",
+    "register_parameter": "declare it in __init__: self.name = nn.Parameter(shape, init=...); "
+    "forward reads ctx.param(name)",
+    "register_buffer": "declare it in __init__: self.name = nn.Buffer(shape, init=...); "
+    "forward reads ctx.state[name] and replaces it with ctx.set_state(name, value)",
+    "add_module": "assign the sub-module as an attribute in __init__: self.name = module",
+    "register_module": "assign the sub-module as an attribute in __init__: self.name = module",
+}
+
+
+def _unique_modules(items: Iterable[tuple[str, Any]]) -> dict[str, Module]:
+    """The modules among ``(name, value)`` pairs, by name, each object once."""
+    seen: set[int] = set()
+    out: dict[str, Module] = {}
+    for name, value in items:
+        if isinstance(value, Module) and id(value) not in seen:
+            seen.add(id(value))
+            out[name] = value
+    return out
+
+
+def _walk(module: Module, prefix: str, seen: set[int] | None) -> Iterator[tuple[str, Module]]:
+    """``named_modules``' traversal; ``seen`` holds ids already yielded (None: keep repeats)."""
+    if seen is not None:
+        if id(module) in seen:
+            return
+        seen.add(id(module))
+    yield prefix, module
+    for name, child in module.named_children():
+        yield from _walk(child, f"{prefix}.{name}" if prefix else name, seen)
+
+
+def _recorded_forward(
+    module: Module, ctx: Context, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """Runs ``module.forward``; for ``summary``, records its output in call (pre-)order."""
+    recorder = ctx._root.recorder
+    if recorder is None:
+        return _forward(module, ctx, args, kwargs)
+    slot = len(recorder)
+    recorder.append(None)
+    out = _forward(module, ctx, args, kwargs)
+    recorder[slot] = (ctx.path, module, out)
+    return out
+
+
+def _forward(module: Module, ctx: Context, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``module.forward(ctx, *args, **kwargs)``, explaining a forward that does not fit."""
+    try:
+        return module.forward(ctx, *args, **kwargs)
+    except TypeError:
+        mismatch = _forward_mismatch(module, ctx, args, kwargs)
+        if mismatch is None:
+            raise  # raised inside a forward that fits: not ours to explain
+        raise mismatch from None
+
+
+def _forward_mismatch(
+    module: Module, ctx: Context, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> UsageError | None:
+    """The error to raise when ``module.forward``'s signature does not take ``(ctx, *args,
+    **kwargs)``, or None when it does."""
+    try:
+        signature = inspect.signature(module.forward)
+    except (TypeError, ValueError):  # no signature to read (a C function, a mock)
+        return None
+    try:
+        signature.bind(ctx, *args, **kwargs)
+    except TypeError as problem:
+        reason = str(problem)
+    else:
+        return None
+    params = list(signature.parameters.values())
+    where = f"{ctx.path} ({type(module).__name__})"
+    text = ", ".join(["self", *(str(p) for p in params)])
+    if _binds(signature, args, kwargs) and (not params or params[0].name != "ctx"):
+        return UsageError(
+            f"{where}: forward({text}) has no ctx: funcnet calls forward(self, ctx, *inputs). "
+            f"Write `def forward(self, ctx, x)` and call sub-layers as `self.fc(ctx, x)`"
+        )
+    return UsageError(
+        f"{where}: forward({text}) does not take the inputs given ({reason}): funcnet calls "
+        f"forward(self, ctx, *inputs) with the inputs passed to apply or to self.layer(ctx, ...)"
+    )
+
+
+def _binds(signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError:
+        return False
+    return True
 
 
 class _Root:

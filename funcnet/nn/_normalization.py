@@ -29,6 +29,11 @@ def _label(ctx: Context) -> str:
     return f"{ctx.path} ({type(ctx.module).__name__})"
 
 
+def _image_spatial_dims(x: jax.Array) -> int | None:
+    """Spatial axes of a batched channels-last input ``(N, *spatial, C)``; None for ``(N, C)``."""
+    return jnp.ndim(x) - 2 if jnp.ndim(x) > 2 else None
+
+
 def _as_shape(owner: str, value: int | Sequence[int]) -> tuple[int, ...]:
     shape = (value,) if isinstance(value, int) else tuple(value)
     if not shape or not all(isinstance(s, int) and s > 0 for s in shape):
@@ -46,7 +51,7 @@ def _affine_params(shape: tuple[int, ...], weight: bool, bias: bool, dtype: Any)
     return params
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class _BatchNorm(Module):
     """Shared implementation; the subclasses fix the accepted input ranks."""
 
@@ -76,7 +81,7 @@ class _BatchNorm(Module):
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
         check_ndim(ctx, x, self._ndims, layout=self._layout)
-        check_last_dim(ctx, x, self.num_features)
+        check_last_dim(ctx, x, self.num_features, spatial_dims=_image_spatial_dims(x))
         check_dtype(ctx, x, "floating")
         batch_stats = ctx.train or not self.track_running_stats
         if batch_stats and _batch_count(x, self.axis_name) <= 1:
@@ -127,7 +132,7 @@ def _require_state(ctx: Context, names: tuple[str, ...]) -> Mapping[str, Any]:
     return state
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class BatchNorm1d(_BatchNorm):
     """Batch normalisation of (N, C) or (N, L, C) input (``torch.nn.BatchNorm1d``).
 
@@ -160,7 +165,7 @@ class BatchNorm1d(_BatchNorm):
     _layout: ClassVar[str] = "(N, C) or (N, L, C)"
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class BatchNorm2d(_BatchNorm):
     """Batch normalisation of (N, H, W, C) images (``torch.nn.BatchNorm2d``).
 
@@ -199,7 +204,7 @@ class BatchNorm2d(_BatchNorm):
     _layout: ClassVar[str] = "(N, H, W, C)"
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class LayerNorm(Module):
     """Normalises over the trailing ``normalized_shape`` axes (``torch.nn.LayerNorm``).
 
@@ -232,8 +237,7 @@ class LayerNorm(Module):
     dtype: Any = jnp.float32
 
     def __post_init__(self) -> None:
-        shape = _as_shape("LayerNorm", self.normalized_shape)
-        object.__setattr__(self, "normalized_shape", shape)
+        self.normalized_shape = _as_shape("LayerNorm", self.normalized_shape)
 
     def init(self, key: jax.Array) -> tuple[dict, dict]:
         affine = self.elementwise_affine
@@ -247,7 +251,7 @@ class LayerNorm(Module):
         return F.layer_norm(x, self.normalized_shape, weight, bias, self.eps)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class GroupNorm(Module):
     """Group normalisation of channels-last input (``torch.nn.GroupNorm``).
 
@@ -287,14 +291,14 @@ class GroupNorm(Module):
                 f"{_label(ctx)}: expected input (N, *, C) with at least 2 dimensions, got "
                 f"shape {jnp.shape(x)}"
             )
-        check_last_dim(ctx, x, self.num_channels)
+        check_last_dim(ctx, x, self.num_channels, spatial_dims=_image_spatial_dims(x))
         check_dtype(ctx, x, "floating")
         weight = ctx.param("weight") if self.affine else None
         bias = ctx.param("bias") if self.affine else None
         return F.group_norm(x, self.num_groups, weight, bias, self.eps)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class RMSNorm(Module):
     """Root-mean-square normalisation over the trailing axes (``torch.nn.RMSNorm``).
 
@@ -316,8 +320,7 @@ class RMSNorm(Module):
     dtype: Any = jnp.float32
 
     def __post_init__(self) -> None:
-        shape = _as_shape("RMSNorm", self.normalized_shape)
-        object.__setattr__(self, "normalized_shape", shape)
+        self.normalized_shape = _as_shape("RMSNorm", self.normalized_shape)
 
     def init(self, key: jax.Array) -> tuple[dict, dict]:
         return _affine_params(self.normalized_shape, self.elementwise_affine, False, self.dtype), {}

@@ -39,9 +39,6 @@ class _Pool(Module):
 
     _nd: ClassVar[int] = 0
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
-        return {}, {}
-
     def _validate(self, check: Any) -> None:
         _lists_to_tuples(self)
         try:
@@ -50,7 +47,7 @@ class _Pool(Module):
             raise ValueError(f"{type(self).__name__}: {e}") from None
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class _MaxPoolNd(_Pool):
     kernel_size: IntOrTuple
     stride: IntOrTuple | None = None
@@ -78,7 +75,7 @@ class _MaxPoolNd(_Pool):
         )
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class MaxPool1d(_MaxPoolNd):
     """1-D max pooling, (N, L, C) → (N, L_out, C) (``torch.nn.MaxPool1d``).
 
@@ -88,7 +85,7 @@ class MaxPool1d(_MaxPoolNd):
     _nd: ClassVar[int] = 1
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class MaxPool2d(_MaxPoolNd):
     """2-D max pooling, (N, H, W, C) → (N, H_out, W_out, C) (``torch.nn.MaxPool2d``).
 
@@ -117,7 +114,7 @@ class MaxPool2d(_MaxPoolNd):
     _nd: ClassVar[int] = 2
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class _AvgPoolNd(_Pool):
     kernel_size: IntOrTuple
     stride: IntOrTuple | None = None
@@ -142,7 +139,7 @@ class _AvgPoolNd(_Pool):
         )
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class AvgPool1d(_AvgPoolNd):
     """1-D average pooling, (N, L, C) → (N, L_out, C) (``torch.nn.AvgPool1d``).
 
@@ -153,7 +150,7 @@ class AvgPool1d(_AvgPoolNd):
     _nd: ClassVar[int] = 1
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class AvgPool2d(_AvgPoolNd):
     """2-D average pooling, (N, H, W, C) → (N, H_out, W_out, C) (``torch.nn.AvgPool2d``).
 
@@ -186,7 +183,7 @@ class AvgPool2d(_AvgPoolNd):
             raise ValueError("AvgPool2d: divisor_override must be non-zero")
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class _AdaptivePool(_Pool):
     output_size: Any
 
@@ -199,7 +196,7 @@ class _AdaptivePool(_Pool):
         return _adaptive_pool(x, self.output_size, nd=self._nd, where=ctx, mode=self._mode)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class AdaptiveAvgPool2d(_AdaptivePool):
     """Average pooling to a fixed output size (``torch.nn.AdaptiveAvgPool2d``).
 
@@ -220,7 +217,7 @@ class AdaptiveAvgPool2d(_AdaptivePool):
     _mode: ClassVar[str] = "avg"
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class AdaptiveMaxPool2d(_AdaptivePool):
     """Max pooling to a fixed output size (``torch.nn.AdaptiveMaxPool2d``).
 

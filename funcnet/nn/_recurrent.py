@@ -10,6 +10,7 @@ GRU r, z, n): a PyTorch weight imports as ``w.T``; biases import unchanged.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, ClassVar
 
@@ -19,16 +20,19 @@ import jax.numpy as jnp
 from funcnet import functional as F
 from funcnet.errors import ShapeError, check_dtype, check_last_dim, check_ndim
 from funcnet.functional._recurrent import _cell, _rnn_mode, resolve_projection, scan_layer
+from funcnet.nn import init as init_lib
 from funcnet.nn._linear import compute_dtype
-from funcnet.nn._module import Context, Module, _name_hash
+from funcnet.nn._module import Context, Module, Parameter
 
 __all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell"]
 
 
-def _uniform(key: jax.Array, name: str, shape: tuple[int, ...], bound: float, dtype: Any):
-    return jax.random.uniform(
-        jax.random.fold_in(key, _name_hash(name)), shape, dtype, -bound, bound
-    )
+def _declare(module: Any, name: str, shape: tuple[int, ...]) -> None:
+    """Declares parameter ``name`` with PyTorch's init for every recurrent weight and
+    bias, U(−1/√hidden_size, 1/√hidden_size)."""
+    bound = 1.0 / math.sqrt(module.hidden_size)
+    init = functools.partial(init_lib.uniform, a=-bound, b=bound)
+    setattr(module, name, Parameter(shape, init, module.dtype))
 
 
 def _where(ctx: Context) -> str:
@@ -59,6 +63,16 @@ class _RNNBase(Module):
         if not 0.0 <= self.dropout <= 1.0:
             raise ValueError(f"{name}: dropout must be in [0, 1], got {self.dropout}")
         resolve_projection(self.input_projection)
+        gates = self._gates * self.hidden_size
+        for layer in range(self.num_layers):
+            n_in = self.input_size if layer == 0 else self.hidden_size * self._directions
+            for direction in range(self._directions):
+                w_ih, w_hh, b_ih, b_hh = self._names(layer, direction)
+                _declare(self, w_ih, (n_in, gates))
+                _declare(self, w_hh, (self.hidden_size, gates))
+                if self.bias:
+                    _declare(self, b_ih, (gates,))
+                    _declare(self, b_hh, (gates,))
 
     @property
     def _mode(self) -> str:
@@ -71,22 +85,6 @@ class _RNNBase(Module):
     def _names(self, layer: int, direction: int) -> tuple[str, str, str, str]:
         suffix = f"_l{layer}" + ("_reverse" if direction else "")
         return tuple(f"{w}{suffix}" for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
-        # PyTorch: every weight and bias U(-1/sqrt(hidden), 1/sqrt(hidden)).
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        gates = self._gates * self.hidden_size
-        params = {}
-        for layer in range(self.num_layers):
-            n_in = self.input_size if layer == 0 else self.hidden_size * self._directions
-            for direction in range(self._directions):
-                w_ih, w_hh, b_ih, b_hh = self._names(layer, direction)
-                params[w_ih] = _uniform(key, w_ih, (n_in, gates), bound, self.dtype)
-                params[w_hh] = _uniform(key, w_hh, (self.hidden_size, gates), bound, self.dtype)
-                if self.bias:
-                    params[b_ih] = _uniform(key, b_ih, (gates,), bound, self.dtype)
-                    params[b_hh] = _uniform(key, b_hh, (gates,), bound, self.dtype)
-        return params, {}
 
     def _initial_state(self, ctx: Context, hx: Any, batch: int, dtype: Any, batched: bool):
         """hx as a tuple of (L*D, B, H) arrays (zeros when None)."""
@@ -173,7 +171,7 @@ class _RNNBase(Module):
         return x, (states if self._mode == "lstm" else states[0])
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class RNN(_RNNBase):
     """Elman RNN, h_t = act(x_t W_ih + b_ih + h_{t−1} W_hh + b_hh) (``torch.nn.RNN``).
 
@@ -226,7 +224,7 @@ class RNN(_RNNBase):
         return _rnn_mode(self.nonlinearity)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class LSTM(_RNNBase):
     """Long short-term memory (``torch.nn.LSTM``), PyTorch's gate order i, f, g, o::
 
@@ -296,7 +294,7 @@ class LSTM(_RNNBase):
         return "lstm"
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class GRU(_RNNBase):
     """Gated recurrent unit (``torch.nn.GRU``), PyTorch's gate order r, z, n and its
     placement of the reset gate::
@@ -359,17 +357,18 @@ class _CellBase(Module):
     def _mode(self) -> str:
         raise NotImplementedError
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
-        bound = 1.0 / math.sqrt(self.hidden_size)
+    def __post_init__(self) -> None:
+        if self.input_size <= 0 or self.hidden_size <= 0:
+            raise ValueError(
+                f"{type(self).__name__}: input_size and hidden_size must be positive, got "
+                f"{self.input_size} and {self.hidden_size}"
+            )
         gates = self._gates * self.hidden_size
-        params = {
-            "weight_ih": _uniform(key, "weight_ih", (self.input_size, gates), bound, self.dtype),
-            "weight_hh": _uniform(key, "weight_hh", (self.hidden_size, gates), bound, self.dtype),
-        }
+        _declare(self, "weight_ih", (self.input_size, gates))
+        _declare(self, "weight_hh", (self.hidden_size, gates))
         if self.bias:
-            params["bias_ih"] = _uniform(key, "bias_ih", (gates,), bound, self.dtype)
-            params["bias_hh"] = _uniform(key, "bias_hh", (gates,), bound, self.dtype)
-        return params, {}
+            _declare(self, "bias_ih", (gates,))
+            _declare(self, "bias_hh", (gates,))
 
     def forward(self, ctx: Context, x: jax.Array, hx: Any = None) -> Any:
         check_ndim(ctx, x, (1, 2), layout="(B, input_size) or unbatched (input_size,)")
@@ -401,7 +400,7 @@ class _CellBase(Module):
         return new if lstm else new[0]
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class RNNCell(_CellBase):
     """One Elman RNN step (``torch.nn.RNNCell``): h' = act(x W_ih + b_ih + h W_hh + b_hh).
 
@@ -426,13 +425,14 @@ class RNNCell(_CellBase):
 
     def __post_init__(self) -> None:
         _rnn_mode(self.nonlinearity)
+        super().__post_init__()
 
     @property
     def _mode(self) -> str:
         return _rnn_mode(self.nonlinearity)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class LSTMCell(_CellBase):
     """One LSTM step (``torch.nn.LSTMCell``), gate order i, f, g, o.
 
@@ -458,7 +458,7 @@ class LSTMCell(_CellBase):
         return "lstm"
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class GRUCell(_CellBase):
     """One GRU step (``torch.nn.GRUCell``), gate order r, z, n, reset gate as PyTorch.
 

@@ -66,8 +66,10 @@ def load_state_dict(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Builds ``(params, state)`` for ``model`` from a flat dict such as ``state_dict``'s.
 
-    Values are converted with ``jnp.asarray`` to the dtype ``model.init`` would give (as
-    PyTorch's ``copy_`` converts). Shapes must match exactly.
+    Values are copied into new arrays of the dtype ``model.init`` would give (as PyTorch's
+    ``copy_`` converts), so changing a source array in place later (a NumPy array, a
+    torch tensor's ``.numpy()`` view) leaves the result unchanged. Shapes must match
+    exactly.
 
     Args:
         model: the module whose structure the result must have.
@@ -108,5 +110,16 @@ def load_state_dict(
     state: dict[str, Any] = {}
     for key, spec in expected.items():
         value = flat[key] if key in flat else fallback[key]
-        (state if key in is_state else params)[key] = jnp.asarray(value, dtype=spec.dtype)
+        (state if key in is_state else params)[key] = _owned(value, spec.dtype)
     return unflatten_dict(params), unflatten_dict(state)
+
+
+def _owned(value: Any, dtype: Any) -> jax.Array:
+    """``value`` as a JAX array of ``dtype`` that shares no memory with a mutable source.
+
+    ``jnp.asarray`` may wrap a suitably aligned NumPy buffer without copying it; JAX
+    arrays are immutable, so they alone may be shared.
+    """
+    if isinstance(value, jax.Array):
+        return jnp.asarray(value, dtype=dtype)
+    return jnp.array(value, dtype=dtype, copy=True)

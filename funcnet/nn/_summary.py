@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-if TYPE_CHECKING:
-    from funcnet.nn._module import Module
+#: One recorded call: the module's dotted path, the module, its output.
+Row = tuple[str, Any, Any]
 
 
 def _as_spec(x: Any) -> Any:
@@ -48,16 +48,26 @@ def _subtree(tree: Mapping[str, Any], path: str) -> Any:
     return node
 
 
-def summarize(model: Module, inputs: tuple[Any, ...], *, train: bool, depth: int | None) -> str:
-    """Builds the text of ``Module.summary`` (see there)."""
+def summarize(
+    init: Callable[[jax.Array], tuple[Any, Any]],
+    run: Callable[[Any, Any, tuple[Any, ...], list[Row]], Any],
+    inputs: tuple[Any, ...],
+    *,
+    depth: int | None,
+) -> str:
+    """Builds the text of ``Module.summary`` (see there).
+
+    Args:
+        init: the model's ``init``.
+        run: ``run(params, state, inputs, rows)`` applies the model, appending one
+            :data:`Row` per module call to ``rows``, in call (pre-)order.
+        inputs: example inputs: arrays, ``jax.ShapeDtypeStruct`` s or shape tuples.
+        depth: show modules at most this deep (``None``: all).
+    """
     specs = tuple(_as_spec(x) for x in inputs)
-    params, state = jax.eval_shape(model.init, jax.random.key(0))
-    rows: list = []
-
-    def run(p: Any, s: Any, *xs: Any) -> Any:
-        return model._run(p, s, xs, {}, train=train, key=jax.random.key(0), recorder=rows)
-
-    jax.eval_shape(run, params, state, *specs)
+    params, state = jax.eval_shape(init, jax.random.key(0))
+    rows: list[Row] = []
+    jax.eval_shape(lambda p, s, *xs: run(p, s, xs, rows), params, state, *specs)
     table = [("Layer (type)", "Output shape", "Param #")]
     for path, module, out in rows:
         level = path.count(".")

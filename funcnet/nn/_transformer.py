@@ -83,13 +83,13 @@ class _Block(Module):
             )
 
         for attr in attentions:
-            object.__setattr__(self, attr, attn())
+            setattr(self, attr, attn())
         d, ff = self.d_model, self.dim_feedforward
-        object.__setattr__(self, "linear1", Linear(d, ff, bias=self.bias, dtype=self.dtype))
-        object.__setattr__(self, "linear2", Linear(ff, d, bias=self.bias, dtype=self.dtype))
+        self.linear1 = Linear(d, ff, bias=self.bias, dtype=self.dtype)
+        self.linear2 = Linear(ff, d, bias=self.bias, dtype=self.dtype)
         for i in range(1, norms + 1):
             norm = LayerNorm(d, eps=self.layer_norm_eps, bias=self.bias, dtype=self.dtype)
-            object.__setattr__(self, f"norm{i}", norm)
+            setattr(self, f"norm{i}", norm)
 
     def _check(self, ctx: Context, x: jax.Array, what: str) -> None:
         layout = "(B, L, d_model)" if self.batch_first else "(L, B, d_model)"
@@ -125,7 +125,7 @@ class _Block(Module):
         return _dropout(ctx, out, self.dropout)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class TransformerEncoderLayer(_Block):
     """Self-attention and a feed-forward network (``torch.nn.TransformerEncoderLayer``).
 
@@ -191,7 +191,7 @@ class TransformerEncoderLayer(_Block):
         return self.norm2(ctx, x + self._ff_block(ctx, x))
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class TransformerDecoderLayer(_Block):
     """Self-attention, attention over a memory, and a feed-forward network
     (``torch.nn.TransformerDecoderLayer``).
@@ -414,7 +414,7 @@ def _positions(
     return jnp.asarray(positions), length
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class SinusoidalPositionalEmbedding(Module):
     """Adds the fixed sinusoidal position embeddings of "Attention Is All You Need".
 
@@ -443,16 +443,13 @@ class SinusoidalPositionalEmbedding(Module):
                 f"SinusoidalPositionalEmbedding: embed_dim must be even, got {self.embed_dim}"
             )
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
-        return {}, {}
-
     def forward(self, ctx: Context, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
         positions, _ = _positions(ctx, x, positions, self.embed_dim, self.batch_first)
         table = F.sinusoidal_embedding(positions, self.embed_dim, self.base)
         return x + table.astype(jnp.result_type(x))
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class LearnedPositionalEmbedding(Module):
     """Adds a learned embedding per position: ``y = x + weight[positions]``.
 

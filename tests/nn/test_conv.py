@@ -9,6 +9,7 @@ one jitted program, so the file stays fast.
 import doctest
 import functools
 import math
+import re
 
 import chex
 import jax
@@ -22,6 +23,7 @@ import funcnet.nn._conv
 from funcnet import functional as F
 from funcnet import nn
 from funcnet.errors import ShapeError
+from tests._numerics import to_float64
 
 RNG = np.random.default_rng(0)
 
@@ -107,9 +109,13 @@ def test_conv_matches_direct_loops(case):
     conv = functools.partial(
         CONV[nd], stride=stride, padding=padding, dilation=dilation, groups=groups
     )
-    y = jax.jit(conv)(x, w, b)
+    # float64: the loops' maths, whatever algorithm and summation order XLA's CPU backend
+    # picks for float32 convolutions on this CPU (float32 is compared in TestJit, to torch)
+    with jax.enable_x64(True):
+        y = jax.jit(conv)(*to_float64((x, w, b)))
     want = ref_conv(x, w, b, stride, _pads(padding, kernel, dilation, nd), dilation, groups)
-    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
 
 
 # (spatial, C_in, C_out, kernel, stride, padding, output_padding, dilation, groups)
@@ -132,10 +138,11 @@ def test_conv_transpose_matches_scatter_definition(case):
         groups=groups,
         dilation=dilation,
     )
-    y = jax.jit(conv)(x, w, b)
+    with jax.enable_x64(True):  # float64, as test_conv_matches_direct_loops
+        y = jax.jit(conv)(*to_float64((x, w, b)))
     want = ref_conv_transpose(x, w, b, stride, padding, output_padding, dilation, groups)
-    assert y.shape == want.shape
-    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+    assert y.shape == want.shape and y.dtype == np.float64
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
 
 
 def test_conv_transpose_is_the_adjoint_of_conv():
@@ -150,8 +157,13 @@ def test_conv_transpose_is_the_adjoint_of_conv():
         back = F.conv_transpose2d(y, w, **kw, output_padding=(0, 1))
         return jnp.vdot(forward, y), jnp.vdot(x, back)
 
-    lhs, rhs = both(x, y)
-    np.testing.assert_allclose(lhs, rhs, rtol=1e-5)
+    # float64: in float32 each side is a sum of ~1300 products (sum|terms| in the hundreds) that
+    # cancel to |lhs| ~ 20, so its rounding in a CPU's order is not bounded inside rtol=1e-5
+    with jax.enable_x64(True):
+        x, y, w = to_float64((x, y, w))  # w: both() reads it when traced
+        lhs, rhs = both(x, y)
+    assert lhs.dtype == np.float64
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-12)
 
 
 # ---------------------------------------------------------------------- gradients
@@ -186,6 +198,8 @@ class TestJit(chex.TestCase):
         y, _ = self.variant(lambda p, x: model.apply(p, state, x))(params, x)
         w, b = np.asarray(params["weight"]), np.asarray(params["bias"])
         want = ref_conv(x, w, b, (2, 2), [(1, 1), (1, 1)], (1, 1), 2)
+        # float32 against float64: 12-term dot products (init |w| < 0.3, sum|x w| ~ 1.5),
+        # ~sqrt(13) U32 * 1.5 ~ 3e-7 in any order (7e-8 measured): 30x inside
         np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
 
     @chex.variants(with_jit=True, without_jit=True)
@@ -196,6 +210,7 @@ class TestJit(chex.TestCase):
         y, _ = self.variant(lambda p, x: model.apply(p, state, x))(params, x)
         w, b = np.asarray(params["weight"]), np.asarray(params["bias"])
         want = ref_conv_transpose(x, w, b, (2, 2), (1, 1), (1, 1), (1, 1), 1)
+        # float32: sums of <= 36 products (init |w| < 0.17): ~sqrt(36) U32 * 2 ~ 7e-7, 10x in
         np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
 
 
@@ -253,6 +268,9 @@ def test_bfloat16_in_bfloat16_out():
     run = jax.jit(lambda p, x: model.apply(p, state, x)[0])
     y16, y32 = run(params, x.astype(jnp.bfloat16)), run(params, x)
     assert y16.dtype == jnp.bfloat16 and y32.dtype == jnp.float32
+    # bfloat16 inputs, weights and output (2^-9 relative each) on 27-term sums with
+    # sum|x w| ~ 2.5 (init |w| < 0.2): ~2^-8 * 2.5 + 2^-9 |y| ~ 0.015 worst case with float32
+    # accumulation, ~0.03 typical even if a CPU accumulated in bfloat16 (0.008 measured)
     np.testing.assert_allclose(y16.astype(np.float32), y32, atol=0.1)
 
 
@@ -272,10 +290,14 @@ def test_unbatched_input_and_vmap():
         batched = up.apply(up_params, {}, model.apply(params, state, x)[0])[0]
         return batched, jax.vmap(one)(x), one(x[1])
 
-    batched, mapped, single = run(x)
-    assert batched.shape == (3, 6, 6, 2)
-    np.testing.assert_allclose(mapped, batched, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(single, batched[1], rtol=1e-5, atol=1e-6)
+    # float64: batched, vmapped and single-image convolutions may take kernels that sum in
+    # other orders; float32 sums of 27 terms could then be ~1e-6 apart, the size of atol
+    with jax.enable_x64(True):
+        params, up_params, x = to_float64((params, up_params, x))  # run() reads them traced
+        batched, mapped, single = run(x)
+    assert batched.shape == (3, 6, 6, 2) and batched.dtype == np.float64
+    np.testing.assert_allclose(mapped, batched, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(single, batched[1], rtol=1e-12, atol=1e-12)
 
 
 # ------------------------------------------------------------------------ errors
@@ -352,6 +374,41 @@ def test_shape_errors_name_the_layer(layer, shape, match):
 
 
 @pytest.mark.parametrize(
+    "layer, shape, hint",
+    [
+        (nn.Conv2d(1, 8, 3), (8, 1, 28, 28), "(NHWC) and this looks like NCHW: pass x.transpose(0, 2, 3, 1)"),
+        (nn.Conv2d(3, 8, 3), (3, 32, 32), "(HWC) and this looks like CHW: pass x.transpose(1, 2, 0)"),
+        (nn.Conv1d(4, 8, 3), (2, 4, 16), "(NLC) and this looks like NCL: pass x.transpose(0, 2, 1)"),
+        (nn.Conv1d(4, 8, 3), (4, 16), "(LC) and this looks like CL: pass x.transpose(1, 0)"),
+        (nn.Conv3d(2, 4, 3), (1, 2, 5, 6, 7), "(NDHWC) and this looks like NCDHW: pass x.transpose(0, 2, 3, 4, 1)"),
+        (nn.ConvTranspose2d(3, 4, 3), (2, 3, 8, 8), "(NHWC) and this looks like NCHW: pass x.transpose(0, 2, 3, 1)"),
+    ],
+    ids=_error_id,
+)  # fmt: skip
+def test_channels_first_input_gets_the_transpose_to_write(layer, shape, hint):
+    model = Net(layer)
+    params, state = model.init(jax.random.key(0))
+    message = (
+        f"model.conv1 ({type(layer).__name__}): expected input with last dimension "
+        f"{layer.in_channels}, got shape {shape}; funcnet is channels-last {hint}"
+    )
+    with pytest.raises(ShapeError, match=f"^{re.escape(message)}(\n|$)"):  # (jit appends lines)
+        jax.eval_shape(lambda x: model.apply(params, state, x), jax.ShapeDtypeStruct(shape, "f4"))
+
+
+@pytest.mark.parametrize(
+    "layer, shape",
+    [(nn.Conv2d(1, 8, 3), (8, 28, 28, 2)), (nn.Conv2d(1, 8, 3), (8, 5, 28, 28))],
+    ids=_error_id,
+)
+def test_channels_last_input_of_the_wrong_width_gets_no_transpose_hint(layer, shape):
+    model = Net(layer)
+    params, state = model.init(jax.random.key(0))
+    with pytest.raises(ShapeError, match=re.escape(f"got shape {shape}") + "(\n|$)"):
+        jax.eval_shape(lambda x: model.apply(params, state, x), jax.ShapeDtypeStruct(shape, "f4"))
+
+
+@pytest.mark.parametrize(
     "make, match",
     [
         (lambda: nn.Conv2d(3, 8, 3, groups=2), r"Conv2d: in_channels=3 must be divisible by"),
@@ -424,6 +481,8 @@ def test_conv_matches_pytorch(nd, kwargs):
     y, _ = jax.jit(lambda p, x: ours.apply(p, {}, x))(params, x)
     with torch.no_grad():
         want = _from_torch(torch_layer(_to_torch(torch, x)))
+    # two float32 convolutions of <= 24-term sums (|w| < 0.3, sum|x w| ~ 2): each within
+    # ~sqrt(25) U32 * 2 ~ 6e-7 in its order, 10x inside atol=1e-5 (2.4e-7 measured)
     np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)
 
 
@@ -451,4 +510,4 @@ def test_conv_transpose_matches_pytorch(kwargs):
     with torch.no_grad():
         want = _from_torch(torch_layer(_to_torch(torch, x)))
     assert y.shape == want.shape
-    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)  # as test_conv_matches_pytorch

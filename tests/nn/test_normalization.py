@@ -14,10 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.test_util import check_grads
 
 from funcnet import ShapeError, nn
 from funcnet import functional as F
+from tests._numerics import check_grads_float64, to_float64
 
 C = 3
 
@@ -96,6 +96,9 @@ def test_norm_matches_numpy(name):
     module, params, x, _, fn = norm_case(name)
     (_, y), _ = fn(params, x)
     assert y.shape == x.shape and y.dtype == jnp.float32
+    # float32 statistics of n <= 18 elements (mean |x| ~ 3, sigma ~ 3) are within n U32
+    # mean|x| ~ 3e-6 in the worst case (U32 = 2^-24, tests/_numerics.py), so y = (x - mean)
+    # / sigma * w + b is within ~2e-6 (|w| < 2): 5x inside rtol=atol=1e-5 on any CPU
     np.testing.assert_allclose(y, np_reference(module, params, x), rtol=1e-5, atol=1e-5)
 
 
@@ -104,7 +107,7 @@ def test_norm_gradients(name):
     module, params, x, _, _ = norm_case(name)
     state = module.init(jax.random.key(0))[1]
     f = jax.jit(lambda x, params: module.apply(params, state, x)[0])
-    check_grads(f, (x, params), order=1, modes=["rev"])
+    check_grads_float64(f, (x, params))  # float32 differences: ~1e-3 error, machine-dependent
 
 
 def to_torch(torch, module, params):
@@ -140,6 +143,9 @@ def test_norm_matches_torch(name):
     tx = torch.tensor(to(np.asarray(x)), requires_grad=True)
     ty = t(tx)
     (ty * torch.tensor(to(np.asarray(r)))).sum().backward()
+    # two float32 computations, outputs each within ~2e-6 (test_norm_matches_numpy); the
+    # input gradients add two more sums of n <= 18 terms (|r| < 3): ~1e-6 typical, 10x
+    # inside atol=1e-5 (rtol=1e-4 for the parameter gradients, sums over 4..18 rows)
     np.testing.assert_allclose(y, back(ty.detach().numpy()), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(gx, back(tx.grad.numpy()), rtol=1e-4, atol=1e-5)
     assert set(gparams) == {n for n, _ in t.named_parameters()}
@@ -153,6 +159,8 @@ def test_norm_bfloat16_in_bfloat16_out(name):
     y = jax.jit(lambda x: module.apply(params, {}, x)[0])(x.astype(jnp.bfloat16))
     assert y.dtype == jnp.bfloat16
     want = np_reference(module, params, np.asarray(x.astype(jnp.bfloat16), np.float32))
+    # the exact output of the bfloat16 input, rounded to bfloat16 (2^-9 = 2e-3 relative;
+    # the float32 statistics add ~1e-6): 10x inside rtol=2e-2 in the worst case
     np.testing.assert_allclose(np.asarray(y, np.float32), want, rtol=2e-2, atol=2e-2)
 
 
@@ -164,6 +172,8 @@ def test_rmsnorm_default_eps_is_float32s_for_bfloat16_as_torch():
     want = torch.nn.functional.rms_norm(
         torch.tensor(np.asarray(x)).to(torch.bfloat16), (6,)
     ).float()
+    # both round float32 results ~1e-6 apart to bfloat16: at most one bfloat16 ulp apart
+    # (<= 2^-7 = 7.8e-3 relative) in the worst case
     np.testing.assert_allclose(np.asarray(y, np.float32), want.numpy(), rtol=1e-2)
 
 
@@ -229,6 +239,9 @@ def test_batchnorm_matches_numpy_over_steps(name, momentum):
     _, params, state, train, evaluate = bn_case(name, momentum)
     xs = bn_inputs(name)
     outs, mean, var, y_eval = np_batch_norm_trajectory(xs, params, momentum)
+    # float32 statistics of n <= 20 values (mean |x| ~ 2, sigma ~ 2): within n U32 mean|x|
+    # ~ 2.4e-6 in the worst case, so outputs are within ~2.4e-6 (|w| < 2) and the running
+    # statistics within ~3e-6 relative: rtol=1e-5 (atol 1e-5 / 1e-6) holds on any CPU
     for x, want in zip(xs[:-1], outs):
         r = jnp.ones_like(x)
         (_, (y, state)), _ = train(params, state, x, r)
@@ -255,6 +268,8 @@ def test_batchnorm_matches_torch_over_steps(name, momentum):
         t.zero_grad()
         ty = t(tx)
         (ty * torch.tensor(to(np.asarray(r)))).sum().backward()
+        # two float32 computations, each within the bounds of the NumPy test above; the
+        # gradients add sums of <= 20 terms (|r| < 3): ~1e-6 typical, 10x inside
         np.testing.assert_allclose(y, back(ty.detach().numpy()), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(gx, back(tx.grad.numpy()), rtol=1e-4, atol=1e-5)
         for pname in ("weight", "bias"):
@@ -315,6 +330,7 @@ def test_batchnorm_without_running_stats_uses_batch_stats_in_eval():
     x = bn_inputs("BatchNorm2d")[0]
     fn = jax.jit(lambda x: module.apply({}, {}, x)[0])
     want = np_normalize(np.asarray(x, np.float64), (0, 1, 2), 1e-5)
+    # float32 statistics of 18 values: as test_batchnorm_matches_numpy_over_steps
     np.testing.assert_allclose(fn(x), want, rtol=1e-5, atol=1e-5)
 
 
@@ -328,6 +344,9 @@ def test_batchnorm_axis_name_averages_statistics_like_one_big_batch():
         return module.apply(params, state, xs, train=True)
 
     y, sharded_state = jax.vmap(shard, axis_name="batch")(x.reshape(2, 4, C))
+    # the same float32 statistics summed as 4 + 4 or as 8 (|x| < 8, sigma ~ 2): a few
+    # roundings of ~U32 * 8 apart, ~1e-6 of the mean in the worst case, so outputs within
+    # ~5e-7 and the running statistics within ~1e-6 relative
     np.testing.assert_allclose(y.reshape(8, C), full, rtol=1e-5, atol=1e-6)
     for name in ("running_mean", "running_var"):  # identical on every member of the axis
         np.testing.assert_allclose(sharded_state[name][0], full_state[name], rtol=1e-5)
@@ -340,6 +359,8 @@ def test_batchnorm_bfloat16_stats_in_float32():
     y, new_state = jax.jit(lambda x: module.apply(params, state, x, train=True))(x)
     assert y.dtype == jnp.bfloat16 and new_state["running_mean"].dtype == jnp.float32
     x64 = np.asarray(x, np.float64)
+    # bfloat16 values near 100 are multiples of 0.5: their float32 sums are exact, and the
+    # mean, 0.1 * mean and the variance take a few roundings each (< 5 U32 = 3e-7 relative)
     np.testing.assert_allclose(new_state["running_mean"], 0.1 * x64.mean(0), rtol=1e-6)
     np.testing.assert_allclose(new_state["running_var"], 0.9 + 0.1 * x64.var(0, ddof=1), rtol=1e-5)
 
@@ -348,18 +369,25 @@ def test_batchnorm_bfloat16_stats_in_float32():
 class JitTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_same_result_with_and_without_jit(self):
-        for name in ("LayerNorm-2d", "GroupNorm", "RMSNorm"):
-            module, params, x, _, fn = norm_case(name)
-            (_, want), _ = fn(params, x)
-            y = self.variant(lambda params, x, m=module: m.apply(params, {}, x)[0])(params, x)
-            np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
-        module, params, state, train, _ = bn_case("BatchNorm2d", None)
-        x = bn_inputs("BatchNorm2d")[0]
-        (_, (want, want_state)), _ = train(params, state, x, jnp.ones_like(x))
-        apply = self.variant(lambda p, s, x: module.apply(p, s, x, train=True))
-        y, new_state = apply(params, state, x)
-        np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
-        chex.assert_trees_all_close(new_state, want_state, rtol=1e-6)
+        # In float64: fused or op by op, XLA may sum the statistics in other orders, in
+        # float32 up to ~5e-6 apart in the worst case (1e-7 measured against the 1e-6
+        # bound); float64's ~1e-15 is 1000x inside 1e-12 whatever the CPU.
+        with jax.enable_x64(True):
+            for name in ("LayerNorm-2d", "GroupNorm", "RMSNorm"):
+                module, params, x, _, fn = norm_case(name)
+                params, x = to_float64((params, x))
+                (_, want), _ = fn(params, x)
+                y = self.variant(lambda params, x, m=module: m.apply(params, {}, x)[0])(params, x)
+                assert y.dtype == want.dtype == jnp.float64
+                np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+            module, params, state, train, _ = bn_case("BatchNorm2d", None)
+            params, state, x = to_float64((params, state, bn_inputs("BatchNorm2d")[0]))
+            (_, (want, want_state)), _ = train(params, state, x, jnp.ones_like(x))
+            apply = self.variant(lambda p, s, x: module.apply(p, s, x, train=True))
+            y, new_state = apply(params, state, x)
+        assert y.dtype == want.dtype == new_state["running_var"].dtype == jnp.float64
+        np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+        chex.assert_trees_all_close(new_state, want_state, rtol=1e-12)
 
 
 ALL = {
@@ -425,6 +453,27 @@ def test_shape_errors_name_the_layer(layer, shape, dtype, train, message):
     expected = f"model.inner ({type(layer).__name__}): {message}"
     with pytest.raises(ShapeError, match=re.escape(expected)):
         model.apply(params, state, jnp.zeros(shape, dtype), train=train)
+
+
+@pytest.mark.parametrize(
+    "layer, shape, hint",
+    [
+        (nn.BatchNorm2d(3), (8, 3, 5, 5), "(NHWC) and this looks like NCHW: pass x.transpose(0, 2, 3, 1)"),
+        (nn.BatchNorm1d(4), (8, 4, 10), "(NLC) and this looks like NCL: pass x.transpose(0, 2, 1)"),
+        (nn.GroupNorm(2, 4), (8, 4, 5, 5), "(NHWC) and this looks like NCHW: pass x.transpose(0, 2, 3, 1)"),
+        (nn.BatchNorm1d(4), (4, 10), None),  # (N, C) has no channels-first form
+        (nn.BatchNorm2d(3), (8, 5, 5, 2), None),
+    ],
+    ids=["BatchNorm2d-NCHW", "BatchNorm1d-NCL", "GroupNorm-NCHW", "BatchNorm1d-NC", "BatchNorm2d-NHWC"],
+)  # fmt: skip
+def test_channels_first_images_get_the_transpose_to_write(layer, shape, hint):
+    model = Wrap(layer)
+    params, state = model.init(jax.random.key(0))
+    size = getattr(layer, "num_features", None) or layer.num_channels
+    message = f"expected input with last dimension {size}, got shape {shape}"
+    message += f"; funcnet is channels-last {hint}" if hint else ""
+    with pytest.raises(ShapeError, match=re.escape(message) + "(\n|$)"):
+        model.apply(params, state, jnp.zeros(shape))
 
 
 def test_missing_state_is_reported_with_the_layer_path():
