@@ -20,6 +20,7 @@ import funcnet.functional as F
 from funcnet import nn
 from funcnet.errors import ShapeError
 from funcnet.functional import _attention
+from tests._numerics import U32
 from tests.conftest import torch_or_skip
 
 E, N, L, S, B = 8, 2, 5, 6, 3
@@ -69,6 +70,9 @@ def _to_funcnet(tree):
 
 def np_mha(p, q, k, v, key_padding_mask=None, attn_mask=None, is_causal=False):
     """Batch-first (B, L, E) inputs, a loop over batch and heads; returns (out, weights)."""
+    # in float64 (float32 inputs would make NumPy's matmuls float32, i.e. CPU-dependent BLAS)
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), p)
+    q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
     if "in_proj_weight" in p:
         wq, wk, wv = np.split(p["in_proj_weight"], 3)
     else:
@@ -125,6 +129,10 @@ def test_multihead_attention_matches_numpy(mask, need_weights):
         **MASKS[mask],
     )  # fmt: skip
     ref_out, ref_w = np_mha(tp, q, k, v, **MASKS[mask])
+    # float32 against float64 (tests/_numerics.py): projections, logits and outputs are
+    # sums of <= 8 terms of size < 1, each within ~sqrt(8) U32 * 8 ~ 1e-6 in any order;
+    # through the softmax over 6 keys the outputs and weights stay within ~1e-6 (2e-7
+    # measured), 10x inside rtol=atol=1e-5.
     np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-5)
     if need_weights:
         np.testing.assert_allclose(weights, ref_w, rtol=1e-5, atol=1e-6)
@@ -139,6 +147,7 @@ def test_kdim_vdim_sequence_first_and_averaged_weights_match_numpy():
     seq_first = [x.transpose(1, 0, 2) for x in (q, k, v)]
     out, weights = _run(model, _to_funcnet(tp), *seq_first, key_padding_mask=KPM)
     ref_out, ref_w = np_mha(tp, q, k, v, key_padding_mask=KPM)
+    # bounds as in test_multihead_attention_matches_numpy (dot products of <= 8 terms)
     np.testing.assert_allclose(out, ref_out.transpose(1, 0, 2), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(weights, ref_w.mean(1), rtol=1e-5, atol=1e-6)
     # unbatched (L, E) input gives the first batch element's result
@@ -161,6 +170,8 @@ def test_multihead_attention_matches_pytorch(mask):
         *map(torch.tensor, (q, k, v)), **{a: torch.tensor(m) for a, m in kwargs.items()}
     )
     out, weights = _run(nn.MultiheadAttention(E, N), params, q, k, v, **kwargs)
+    # two float32 computations, each within ~1e-6 of the exact outputs and weights (see
+    # test_multihead_attention_matches_numpy): 10x inside the bounds
     np.testing.assert_allclose(out, want.detach().numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(weights, want_w.detach().numpy(), rtol=1e-5, atol=1e-6)
 
@@ -199,6 +210,8 @@ def test_gradients_match_finite_differences_and_the_fused_path():
     grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3)), static_argnums=4)
     args = (_to_funcnet(tp), *map(jnp.asarray, _inputs()))
     for a, b in zip(jax.tree.leaves(grad(*args, True)), jax.tree.leaves(grad(*args, False))):
+        # the same float32 operations in both (float32 inputs never take cuDNN): at most a
+        # few roundings apart on any CPU (identical on this one)
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
@@ -219,11 +232,16 @@ def test_fused_in_projection_equals_the_separate_one(batch_first):
 
         return jax.jit(jax.value_and_grad(loss, has_aux=True))
 
-    (_, fused), fused_grads = make("fused")(params, x)
-    (_, separate), separate_grads = make("separate")(params, x)
-    np.testing.assert_allclose(fused, separate, rtol=1e-5, atol=1e-6)
+    # In float64: the two forms' matmuls may sum in different orders, in float32 up to
+    # 2e-6 apart in the worst case (over atol=1e-6); float64's ~1e-15 is 1000x inside 1e-12.
+    with jax.enable_x64(True):
+        args = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), (params, x))
+        (_, fused), fused_grads = make("fused")(*args)
+        (_, separate), separate_grads = make("separate")(*args)
+    assert fused.dtype == separate.dtype == jnp.float64
+    np.testing.assert_allclose(fused, separate, rtol=1e-12, atol=1e-12)
     for a, b in zip(jax.tree.leaves(fused_grads), jax.tree.leaves(separate_grads)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
     def matmuls(mode):  # dot_generals in the forward pass's jaxpr
         model = nn.MultiheadAttention(E, N, batch_first=batch_first, in_projection=mode)
@@ -252,6 +270,7 @@ def test_dropout_on_weights_only_in_training():
     q, _, _ = _inputs()
     plain = _run(model, params, q, q, q)
     fused = _run(model, params, q, q, q, need_weights=False)
+    # float32 inputs take the explicit path either way: the same operations, identical here
     np.testing.assert_allclose(plain[0], fused[0], rtol=1e-5, atol=1e-6)
     a = _run(model, params, q, q, q, train=True, key=jax.random.key(1))
     b = _run(model, params, q, q, q, train=True, key=jax.random.key(1))
@@ -284,10 +303,14 @@ def test_scaled_dot_product_attention_matches_pytorch():
         }
         want = tf.scaled_dot_product_attention(tq, tk, tv, enable_gqa=True, **t_kwargs).numpy()
         got = sdpa(q, k, v, enable_gqa=True, **kwargs)
+        # two float32 computations: logits are 8-term dot products (sum|q k| * scale ~ 2,
+        # ~sqrt(8) U32 * 2 ~ 4e-7 in any order), so weights agree to ~1e-6 relative and the
+        # outputs (weighted means of |v| < 4) to ~1e-6: 10x inside (3.6e-7 measured)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=str(kwargs))
     # 3-D (B, L, E) inputs
     want = tf.scaled_dot_product_attention(tq[:, 0], tk[:, 0], tv[:, 0]).numpy()
-    np.testing.assert_allclose(sdpa(q[:, 0], k[:, 0], v[:, 0]), want, rtol=1e-5, atol=1e-5)
+    got = sdpa(q[:, 0], k[:, 0], v[:, 0])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)  # bounds as above
     with pytest.raises(ShapeError, match="enable_gqa"):
         F.scaled_dot_product_attention(q, k, v)
 
@@ -343,12 +366,21 @@ def test_attention_scales_queries_not_logits():
     auto = lambda q, k, v: _attention.attention(q, k, v)[0]
     assert _muls_of_size(auto, b * n * t * t, q, k, v) == []
     want = jax.nn.dot_product_attention(q, k, v, implementation="xla")
-    np.testing.assert_allclose(auto(q, k, v), want, rtol=1e-5, atol=1e-6)
     out, _ = _attention.attention(q, k, v, implementation="xla")
     np.testing.assert_array_equal(out, want)
-    causal = _attention.attention(q, k, v, is_causal=True)[0]
-    want = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="xla")
-    np.testing.assert_allclose(causal, want, rtol=1e-5, atol=1e-6)
+    # Same values as JAX's path, compared in float64 (in float32 their matmuls round apart
+    # by up to 1/4 of rtol=1e-5, atol=1e-6 here, more on another CPU's order): then only
+    # JAX's softmax rounds, in float32. Logits < 4 rounded, exp within 2 ulp, a sum of 8 and
+    # a division keep each weight within 50 U32 relative in the worst case, so each output
+    # (a weighted mean of v) is within 50 U32 max|v|; 100 U32 max|v| ~ 2e-5.
+    with jax.enable_x64(True):
+        q, k, v = (a.astype(jnp.float64) for a in (q, k, v))
+        for causal in (False, True):
+            got = _attention.attention(q, k, v, is_causal=causal)[0]
+            want = jax.nn.dot_product_attention(q, k, v, is_causal=causal, implementation="xla")
+            assert got.dtype == want.dtype == jnp.float64
+            bound = 100 * U32 * float(jnp.abs(v).max())
+            np.testing.assert_allclose(got, want, rtol=0, atol=bound, err_msg=f"{causal=}")
 
 
 @pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs a CUDA GPU with cuDNN")
@@ -382,6 +414,8 @@ def test_rotary_embedding_matches_numpy_and_is_relative(interleaved):
     x = np.random.default_rng(8).standard_normal((2, L, N, 8)).astype(np.float32)
     got = F.rotary_embedding(jnp.asarray(x), interleaved=interleaved)
     ref = np_rope(x, np.arange(L)[:, None].astype(np.float64), interleaved)
+    # float32 angles (< 5 rad, within ~3 U32 * 5), cos/sin within 2 ulp, two products and
+    # a difference: each output within ~20 U32 (|x_a| + |x_b| < 8) < 1e-5 in the worst case
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
     heads_first = F.rotary_embedding(jnp.asarray(x.transpose(0, 2, 1, 3)), interleaved=interleaved, seq_axis=-2)  # fmt: skip
     np.testing.assert_allclose(heads_first, ref.transpose(0, 2, 1, 3), rtol=1e-5, atol=1e-5)
@@ -393,6 +427,9 @@ def test_rotary_embedding_matches_numpy_and_is_relative(interleaved):
         rk = F.rotary_embedding(jnp.asarray(k)[None], jnp.array([pk]), interleaved=interleaved)
         return float(jnp.sum(rq * rk))
 
+    # worst case: angles pos * freq (< 11) rounded, cos/sin within 2 ulp, so each rotated
+    # element is within ~15 U32 (|x_a| + |x_b|) and each 8-term dot (|dot| ~ 0.9, sum of
+    # |q_i| |k_j| ~ 5) within ~60 U32 * 5 ~ 2e-5: two apart < rtol * |dot| ~ 9e-5
     np.testing.assert_allclose(dot(3, 1), dot(10, 8), rtol=1e-4)
 
 

@@ -8,11 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.test_util import check_grads
 
 import funcnet.functional as F
 from funcnet import nn
 from tests._devices import run_with_cpu_devices
+from tests._numerics import check_grads_float64, matmul_error_bound
 
 
 class TestLinear(chex.TestCase):
@@ -22,8 +22,10 @@ class TestLinear(chex.TestCase):
         params, state = layer.init(jax.random.key(0))
         x = np.random.default_rng(0).normal(size=(2, 4, 5)).astype(np.float32)
         y, _ = self.variant(layer.apply)(params, state, x)
-        w, b = np.asarray(params["weight"]), np.asarray(params["bias"])
-        np.testing.assert_allclose(y, x @ w + b, rtol=1e-5, atol=1e-6)
+        w, b = np.asarray(params["weight"], np.float64), np.asarray(params["bias"], np.float64)
+        # float32 against float64 (a float32 NumPy reference would be BLAS's, CPU-dependent):
+        # within the worst case of a 5-term dot product plus bias, ~1e-6 here
+        np.testing.assert_allclose(y, x @ w + b, rtol=0, atol=matmul_error_bound(x, w, b))
         chex.assert_shape(y, (2, 4, 3))
 
 
@@ -54,7 +56,7 @@ def test_gradients(key):
     x = jax.random.normal(key, (3, 4))
     w = jax.random.normal(jax.random.fold_in(key, 1), (4, 2))
     b = jnp.ones(2)
-    check_grads(F.linear, (x, w, b), order=2, modes=("fwd", "rev"), atol=1e-2, rtol=1e-2)
+    check_grads_float64(F.linear, (x, w, b), order=2, modes=("fwd", "rev"))
 
 
 def _dot_generals(jaxpr) -> list:
@@ -109,13 +111,17 @@ def test_any_leading_axes_match_numpy_with_gradients(key, shape):
     b = jnp.arange(3.0)
     y = F.linear(x, w, b)
     assert y.shape == (*shape[:-1], 3)
-    np.testing.assert_allclose(
-        y, np.asarray(x) @ np.asarray(w) + np.asarray(b), rtol=1e-5, atol=1e-5
-    )
+    # float32 against float64 references (float32 NumPy would be BLAS's, CPU-dependent)
+    x64, w64, b64 = (np.asarray(a, np.float64) for a in (x, w, b))
+    y_bound = matmul_error_bound(x64, w64, b64)  # 5-term dot products: < 1e-5 worst case
+    np.testing.assert_allclose(y, x64 @ w64 + b64, rtol=0, atol=y_bound)
     gx, gw = jax.grad(lambda x, w: jnp.sum(jnp.sin(F.linear(x, w, b))), argnums=(0, 1))(x, w)
-    cos = np.cos(np.asarray(x) @ np.asarray(w) + np.asarray(b))
-    np.testing.assert_allclose(gx, cos @ np.asarray(w).T, rtol=1e-5, atol=1e-5)
-    flat_x, flat_cos = np.asarray(x).reshape(-1, 5), cos.reshape(-1, 3)
+    cos = np.cos(x64 @ w64 + b64)
+    # From float32 y (typically ~sqrt(6) U32 * 4 ~ 6e-7 off), gx sums 3 terms cos * w and
+    # gw up to 24 rows x * cos: typically ~1e-6 and ~6e-6 off (sqrt(n) U32 sum|terms| plus
+    # the propagated error), 10x inside atol 1e-5 and 1e-4 (1e-7 / 1e-6 measured)
+    np.testing.assert_allclose(gx, cos @ w64.T, rtol=1e-5, atol=1e-5)
+    flat_x, flat_cos = x64.reshape(-1, 5), cos.reshape(-1, 3)
     np.testing.assert_allclose(gw, flat_x.T @ flat_cos, rtol=1e-4, atol=1e-4)
 
 
@@ -123,7 +129,9 @@ def test_a_vector_weight_gives_what_matmul_gives(key):
     """``x @ w`` with a (in,) weight drops the last axis; the 2-D view must too."""
     x = jax.random.normal(key, (2, 3, 4))
     w = jnp.arange(4.0)
-    np.testing.assert_allclose(F.linear(x, w), np.asarray(x) @ np.asarray(w), rtol=1e-6)
+    x64, w64 = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    # worst case of a float32 4-term dot product (rtol=1e-6 of a cancelling sum was luck)
+    np.testing.assert_allclose(F.linear(x, w), x64 @ w64, rtol=0, atol=matmul_error_bound(x, w))
 
 
 def test_sequence_input_under_vmap_and_check_grads(key):
@@ -131,8 +139,10 @@ def test_sequence_input_under_vmap_and_check_grads(key):
     w = jax.random.normal(jax.random.fold_in(key, 1), (5, 3))
     b = jnp.ones(3)
     batched = jax.vmap(F.linear, in_axes=(1, None, None), out_axes=1)(x, w, b)
-    np.testing.assert_allclose(batched, F.linear(x, w, b), rtol=1e-5, atol=1e-6)
-    check_grads(F.linear, (x[:2], w, b), order=2, modes=("fwd", "rev"), atol=1e-2, rtol=1e-2)
+    # the same 5-term dot products, at most summed in another order: twice the worst case
+    bound = 2 * matmul_error_bound(x, w, b)
+    np.testing.assert_allclose(batched, F.linear(x, w, b), rtol=0, atol=bound)
+    check_grads_float64(F.linear, (x[:2], w, b), order=2, modes=("fwd", "rev"))
 
 
 @pytest.mark.torch
@@ -145,11 +155,12 @@ def test_matches_torch(key):
         ref.weight.copy_(torch.tensor(np.asarray(params["weight"]).T))  # PyTorch stores (out, in)
         ref.bias.copy_(torch.tensor(np.asarray(params["bias"])))
     x = np.random.default_rng(1).normal(size=(4, 5)).astype(np.float32)
+    # two float32 5-term dot products plus bias, each within the worst case of the exact one
     np.testing.assert_allclose(
         layer.apply(params, state, x)[0],
         ref(torch.tensor(x)).detach().numpy(),
-        rtol=1e-5,
-        atol=1e-6,
+        rtol=0,
+        atol=2 * matmul_error_bound(x, params["weight"], params["bias"]),
     )
 
 

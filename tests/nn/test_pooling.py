@@ -21,6 +21,7 @@ import funcnet.functional._pooling as pooling
 from funcnet import functional as F
 from funcnet import nn
 from funcnet.errors import ShapeError
+from tests._numerics import U32
 
 RNG = np.random.default_rng(0)
 
@@ -49,6 +50,7 @@ def ref_pool(
 
     For max, the gradient goes to the first maximal element in row-major window order.
     """
+    x, ct = np.asarray(x, np.float64), None if ct is None else np.asarray(ct, np.float64)
     nd = x.ndim - 2
     k = as_tuple(kernel_size, nd)
     s = k if stride is None else as_tuple(stride, nd)
@@ -96,6 +98,7 @@ def ref_pool(
 
 def ref_adaptive(x, ct, mode, output_size):
     """PyTorch's adaptive bins [floor(i·n/o), ceil((i+1)·n/o)) by loops; (y, dL/dx)."""
+    x, ct = np.asarray(x, np.float64), None if ct is None else np.asarray(ct, np.float64)
     spatial = x.shape[1:-1]
     outs = [n if o is None else o for o, n in zip(as_tuple(output_size, 2), spatial)]
     y = np.zeros((x.shape[0], *outs, x.shape[-1]))
@@ -117,6 +120,15 @@ def ref_adaptive(x, ct, mode, output_size):
             for a, b in cells if ct is not None else ():
                 grad[:, a, b] += ct[:, o[0], o[1]] / len(cells)
     return y, grad
+
+
+def rounding_bounds(ref, x, ct, mode, *args, n, **kwargs):
+    """Worst-case errors of float32 pooling and its gradient, in any summation order: sums
+    of at most ``n`` terms (a window's, or the windows that hold an element), each term or
+    the sum divided once, are within (n + 1)·U32 of the largest sum of |terms|
+    (tests/_numerics.py). Max pooling's values are exact; its gradient sums |ct|."""
+    mags = ref(np.abs(x) if mode == "avg" else x, np.abs(ct), mode, *args, **kwargs)
+    return tuple((n + 1) * U32 * float(m.max(initial=0.0)) for m in mags)
 
 
 def value_and_grad(f, x, ct):
@@ -171,7 +183,11 @@ def test_max_pool_matches_loops_with_ties(case):
     want, want_grad = ref_pool(x, ct, "max", **kwargs)
     y, grad = value_and_grad(pool, x, ct)
     np.testing.assert_array_equal(y, want)
-    np.testing.assert_allclose(grad, want_grad, rtol=1e-6, atol=1e-6)
+    # float32 sums of the ct of the windows sharing a maximum: rtol=1e-6 of a cancelling
+    # sum held by luck on one CPU's order; the worst case in any order holds on all
+    n = math.prod(as_tuple(kwargs["kernel_size"], len(spatial)))
+    _, bound = rounding_bounds(ref_pool, x, ct, "max", n=n, **kwargs)
+    np.testing.assert_allclose(grad, want_grad, rtol=0, atol=bound)
     assert path(pool, x) == expected_path
 
 
@@ -226,8 +242,12 @@ def test_avg_pool_matches_loops(case):
     ct = normal(*jax.eval_shape(pool, x).shape)
     want, want_grad = ref_pool(x, ct, "avg", **kwargs)
     y, grad = value_and_grad(pool, x, ct)
-    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-6)
+    # float32 window sums: within the worst case in any order (rtol=1e-5, atol=1e-6 was
+    # not, for windows that cancel)
+    n = math.prod(as_tuple(kwargs["kernel_size"], len(spatial)))
+    y_bound, grad_bound = rounding_bounds(ref_pool, x, ct, "avg", n=n, **kwargs)
+    np.testing.assert_allclose(y, want, rtol=0, atol=y_bound)
+    np.testing.assert_allclose(grad, want_grad, rtol=0, atol=grad_bound)
     assert path(pool, x) == ("reshape" if fast else "reduce_window")
 
 
@@ -245,8 +265,10 @@ def test_adaptive_pool_matches_loops(mode, output_size):
     ct = normal(*jax.eval_shape(pool, x).shape)
     want, want_grad = ref_adaptive(x, ct, mode, output_size)
     y, grad = value_and_grad(pool, x, ct)
-    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-6)
+    # float32 bin sums (at most the 42 cells) and gradient sums: the worst case, any order
+    y_bound, grad_bound = rounding_bounds(ref_adaptive, x, ct, mode, output_size, n=7 * 6)
+    np.testing.assert_allclose(y, want, rtol=0, atol=y_bound)
+    np.testing.assert_allclose(grad, want_grad, rtol=0, atol=grad_bound)
 
 
 def test_gradients_float64():
@@ -297,7 +319,8 @@ class TestJit(chex.TestCase):
         x = normal(2, 5, 5, 3)
         y, _ = self.variant(lambda x: model.apply({}, {}, x))(x)
         want, _ = ref_pool(x, None, "avg", 2, padding=1, ceil_mode=True, count_include_pad=False)
-        np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-7)  # float32 sums, order varies
+        # float32 sums of <= 4 terms, order varies: the worst case (5 U32 * 4 max|x| / 4)
+        np.testing.assert_allclose(y, want, rtol=0, atol=5 * U32 * np.abs(x).max())
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_adaptive_max_pool2d(self):
@@ -318,10 +341,14 @@ def test_unbatched_input_and_vmap():
             out.append((layer.apply({}, {}, x)[0], jax.vmap(one)(x), one(x[2])))
         return out
 
-    for batched, mapped, single in run(x):
-        # float32: XLA may order a window's sum differently in each program
-        np.testing.assert_allclose(mapped, batched, rtol=1e-5, atol=1e-7)
-        np.testing.assert_allclose(single, batched[2], rtol=1e-5, atol=1e-7)
+    # float64: XLA may order a window's sum differently in each program; in float32 that
+    # is up to ~20 U32 max|x| ~ 4e-6 apart in the worst case, float64's ~1e-15
+    with jax.enable_x64(True):
+        outs = run(x.astype(np.float64))
+    for batched, mapped, single in outs:
+        assert batched.dtype == np.float64
+        np.testing.assert_allclose(mapped, batched, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(single, batched[2], rtol=1e-12, atol=1e-12)
     y, _ = nn.MaxPool1d(2).apply({}, {}, x[0, 0])  # (L, C)
     assert y.shape == (3, 2)
 
@@ -336,6 +363,10 @@ def test_low_precision_in_same_dtype_out():
 
     for y16, y32 in zip(run(x.astype(jnp.bfloat16)), run(x)):
         assert y16.dtype == jnp.bfloat16
+        # bfloat16 rounds the inputs and the output by <= 2^-9 relative: with float32
+        # accumulation (XLA:CPU's for bfloat16) |y16 - y32| <= 2^-9 (max|x| + |y|) ~ 0.013
+        # worst case (|x| < 4, |y| < 3); a bfloat16 accumulation of <= 9 terms would add
+        # ~sqrt(9) 2^-9 mean|x| ~ 0.005 typically: inside atol=2e-2 (+ 1e-2 |y|)
         np.testing.assert_allclose(y16.astype(np.float32), y32, atol=2e-2, rtol=1e-2)
 
 
@@ -457,14 +488,18 @@ TORCH_CASES = [
 def test_matches_pytorch_with_gradients(case):
     torch = pytest.importorskip("torch")
     name, spatial, kwargs = case
-    x = ties(2, *spatial, 3) if "Max" in name else normal(2, *spatial, 3)
+    # Both in float64: the definitions' parity (windows, padding, divisors, ties), not two
+    # libraries' float32 summation orders (window sums of <= 9 terms: ~1e-6 apart at worst)
+    x = (ties if "Max" in name else normal)(2, *spatial, 3).astype(np.float64)
     ours = getattr(nn, name)(**kwargs)
-    y, grad_fn = jax.vjp(jax.jit(lambda x: ours.apply({}, {}, x)[0]), x)
-    ct = normal(*y.shape)
-    (grad,) = grad_fn(ct)
+    with jax.enable_x64(True):
+        y, grad_fn = jax.vjp(jax.jit(lambda x: ours.apply({}, {}, x)[0]), x)
+        ct = RNG.standard_normal(y.shape)
+        (grad,) = grad_fn(ct)
+    assert y.dtype == grad.dtype == np.float64
 
     xt = torch.tensor(np.moveaxis(x, -1, 1), requires_grad=True)
     yt = getattr(torch.nn, name)(**kwargs)(xt)
     yt.backward(torch.tensor(np.moveaxis(ct, -1, 1)))
-    np.testing.assert_allclose(y, np.moveaxis(yt.detach().numpy(), 1, -1), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(grad, np.moveaxis(xt.grad.numpy(), 1, -1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y, np.moveaxis(yt.detach().numpy(), 1, -1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grad, np.moveaxis(xt.grad.numpy(), 1, -1), rtol=1e-12, atol=1e-12)

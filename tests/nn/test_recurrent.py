@@ -15,6 +15,7 @@ from jax.test_util import check_grads
 import funcnet.functional as F
 from funcnet import nn
 from funcnet.errors import ShapeError
+from tests._numerics import to_float64
 from tests.conftest import torch_or_skip
 
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
@@ -29,6 +30,10 @@ def _sigmoid(x):
 
 def np_cell(kind, x, h, c, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh"):
     """One step in PyTorch's layout and equations; returns (h', c')."""
+    # in float64 (float32 operands would make NumPy's matmuls float32, CPU-dependent BLAS)
+    x, h, c, w_ih, w_hh, b_ih, b_hh = (
+        np.asarray(a, np.float64) for a in (x, h, c, w_ih, w_hh, b_ih, b_hh)
+    )
     gx, gh = w_ih @ x + b_ih, w_hh @ h + b_hh
     if kind == "LSTM":
         i, f, g, o = np.split(gx + gh, 4)
@@ -124,6 +129,9 @@ def test_bidirectional_multilayer_with_lengths_matches_numpy(kind, projection):
     nl = "relu" if kind == "RNN-relu" else "tanh"
     kw = {"nonlinearity": nl} if base == "RNN" else {}
     ref_out, ref_h, ref_c = np_rnn(base, x.transpose(1, 0, 2), tp, 2, 2, LENGTHS, h0, c0, **kw)
+    # float32 against float64: each step's gates are sums of <= 14 terms (|w| < 0.6, sum of
+    # |terms| < 8), ~sqrt(14) U32 * 8 ~ 2e-6 at most in practice and damped by tanh and
+    # sigmoid over the 5 steps; 3e-7 measured, 30x inside rtol=atol=1e-5 (tests/_numerics.py)
     np.testing.assert_allclose(out, ref_out.transpose(1, 0, 2), rtol=1e-5, atol=1e-5)
     if base == "LSTM":
         np.testing.assert_allclose(state[0], ref_h, rtol=1e-5, atol=1e-5)
@@ -139,6 +147,7 @@ def test_time_major_without_lengths_matches_numpy():
     x = np.random.default_rng(2).standard_normal((T, B, IN)).astype(np.float32)
     out, (h, c) = _apply(nn.LSTM(IN, H), _to_funcnet(tp), jnp.asarray(x))
     ref_out, ref_h, _ = np_rnn("LSTM", x, tp, 1, 1, [T] * B)
+    # as test_bidirectional_multilayer_with_lengths_matches_numpy (8e-8 measured)
     np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(h, ref_h, rtol=1e-5, atol=1e-5)
     assert out.shape == (T, B, H) and h.shape == c.shape == (1, B, H)
@@ -179,6 +188,9 @@ def test_matches_pytorch_packed_sequences_and_gradients(kind):
     (value, out), (g_params, g_x) = jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(
         params, jnp.asarray(x)
     )
+    # two float32 computations, each ~1e-7 off the exact outputs (see the NumPy tests); the
+    # loss sums 120 terms of size < 3 (~sqrt(120) U32 * 5 ~ 3e-6 typical, |loss| ~ 6) and
+    # the gradients run the same steps back: 2e-6 measured, 20x inside all the bounds
     np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(value, loss_t.item(), rtol=1e-5)
     np.testing.assert_allclose(g_x, xt.grad.numpy(), rtol=1e-4, atol=1e-5)
@@ -216,38 +228,47 @@ def test_cells_match_numpy_and_a_sequence_step(kind):
     h = rng.standard_normal((B, H)).astype(np.float32)
     c = rng.standard_normal((B, H)).astype(np.float32)
     cell = getattr(nn, kind)(IN, H)
-    hx = (jnp.asarray(h), jnp.asarray(c)) if base == "LSTM" else jnp.asarray(h)
-    got, _ = cell.apply(_to_funcnet(cell_tp), {}, jnp.asarray(x), hx)
+    # In float64: in float32 a gate's 9-term sum (sum|terms| up to ~10) is ~1e-6 off, the
+    # size of atol=1e-6 for outputs near 0 (1/7 of it measured on one CPU)
+    with jax.enable_x64(True):
+        params, x, h, c = to_float64((_to_funcnet(cell_tp), x, h, c))
+        hx = (h, c) if base == "LSTM" else h
+        got, _ = cell.apply(params, {}, x, hx)
+        # unbatched input, default zero state
+        single, _ = cell.apply(params, {}, x[0])
+    assert jax.tree.leaves((got, single))[0].dtype == jnp.float64
     w = [cell_tp[n] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
     ref = [np_cell(base, x[b], h[b], c[b], *w) for b in range(B)]
     if base == "LSTM":
-        np.testing.assert_allclose(got[0], [r[0] for r in ref], rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(got[1], [r[1] for r in ref], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got[0], [r[0] for r in ref], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(got[1], [r[1] for r in ref], rtol=1e-12, atol=1e-12)
     else:
-        np.testing.assert_allclose(got, [r[0] for r in ref], rtol=1e-5, atol=1e-6)
-    # unbatched input, default zero state
-    single, _ = cell.apply(_to_funcnet(cell_tp), {}, jnp.asarray(x[0]))
+        np.testing.assert_allclose(got, [r[0] for r in ref], rtol=1e-12, atol=1e-12)
     zero = np_cell(base, x[0], np.zeros(H), np.zeros(H), *w)
-    np.testing.assert_allclose(single[0] if base == "LSTM" else single, zero[0], atol=1e-6)
+    np.testing.assert_allclose(single[0] if base == "LSTM" else single, zero[0], atol=1e-12)
 
 
 @pytest.mark.torch
 def test_cells_match_pytorch():
     torch = torch_or_skip()
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((B, IN)).astype(np.float32)
-    h = rng.standard_normal((B, H)).astype(np.float32)
+    # Both in float64, as test_cells_match_numpy_and_a_sequence_step: the equations' parity
+    # without two libraries' float32 roundings (~1e-6 apart near 0 at atol=1e-6)
+    x = rng.standard_normal((B, IN))
+    h = rng.standard_normal((B, H))
     for kind, kw in (("RNNCell", {"nonlinearity": "relu"}), ("LSTMCell", {}), ("GRUCell", {})):
-        tm = getattr(torch.nn, kind)(IN, H, **kw)
+        tm = getattr(torch.nn, kind)(IN, H, **kw).double()
         params = _to_funcnet({k: v.detach().numpy() for k, v in tm.named_parameters()})
         hx = (h, h) if kind == "LSTMCell" else h
         want = tm(
             torch.tensor(x), tuple(map(torch.tensor, hx)) if kind == "LSTMCell" else torch.tensor(h)
         )
-        got, _ = getattr(nn, kind)(IN, H, **kw).apply(params, {}, jnp.asarray(x), hx)
+        with jax.enable_x64(True):
+            got, _ = getattr(nn, kind)(IN, H, **kw).apply(params, {}, jnp.asarray(x), hx)
         if kind == "LSTMCell":
             got, want = got[1], want[1]
-        np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-5, atol=1e-6)
+        assert got.dtype == jnp.float64
+        np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-12, atol=1e-12)
 
 
 def test_gradients_match_finite_differences():
@@ -286,6 +307,7 @@ def test_dropout_between_layers_only_in_training():
     params, _ = model.init(jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (T, B, IN))
     eval_out = _apply(model, params, x)[0]
+    # the same float32 operations (no dropout in eval): identical, or a few roundings apart
     np.testing.assert_allclose(eval_out, _apply(plain, params, x)[0], atol=1e-6)
     a = _apply(model, params, x, train=True, key=jax.random.key(2))[0]
     b = _apply(model, params, x, train=True, key=jax.random.key(2))[0]
@@ -301,11 +323,16 @@ def test_unbatched_input_matches_a_batch_of_one():
     params, _ = model.init(jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (T, IN))
     h0 = jax.random.normal(jax.random.key(2), (4, H))
-    (out, (h, c)), _ = model.apply(params, {}, x, (h0, h0))
-    (out_b, (_, c_b)), _ = model.apply(params, {}, x[None], (h0[:, None], h0[:, None]))
+    # float64: with and without the batch axis XLA may pick other dot kernels (another
+    # summation order), in float32 ~1e-6 apart after 5 steps, the size of atol=1e-6
+    with jax.enable_x64(True):
+        params, x, h0 = to_float64((params, x, h0))
+        (out, (h, c)), _ = model.apply(params, {}, x, (h0, h0))
+        (out_b, (_, c_b)), _ = model.apply(params, {}, x[None], (h0[:, None], h0[:, None]))
     assert out.shape == (T, 2 * H) and h.shape == c.shape == (4, H)
-    np.testing.assert_allclose(out, out_b[0], atol=1e-6)
-    np.testing.assert_allclose(c, c_b[:, 0], atol=1e-6)
+    assert out.dtype == c.dtype == jnp.float64
+    np.testing.assert_allclose(out, out_b[0], atol=1e-12)
+    np.testing.assert_allclose(c, c_b[:, 0], atol=1e-12)
 
 
 def test_functional_layers_match_numpy():
@@ -315,6 +342,7 @@ def test_functional_layers_match_numpy():
     fp = _to_funcnet(tp)
     weights = [fp[f"{n}_l0_reverse"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
     out, h = F.gru(jnp.asarray(x), None, *weights, lengths=jnp.asarray(LENGTHS), reverse=True, batch_first=True)  # fmt: skip
+    # float32 against float64, 7e-8 measured (see the NumPy test above): 14x inside atol=1e-6
     np.testing.assert_allclose(out, ref_out.transpose(1, 0, 2)[..., H:], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(h, ref_h[1], rtol=1e-5, atol=1e-6)
 
@@ -360,6 +388,7 @@ def test_gru_without_bias_matches_numpy(projection):
     ref_out, ref_h, _ = np_rnn(
         "GRU", x, {**tp, "bias_ih_l0": zero, "bias_hh_l0": zero}, 1, 1, [T] * B
     )
+    # float32 against float64, 7e-8 measured (see the NumPy tests above): 13x inside
     np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(h, ref_h, rtol=1e-5, atol=1e-6)
 

@@ -43,10 +43,13 @@ def test_values_and_gradients_equal_a_loop_over_the_blocks():
 
     stacked = lambda p, x: model.apply(p, state, x)[0]
     looped = lambda p, x: _loop(model.layer, p, state, x)[0]
+    # float32: the same 4-term dot products and tanh per block in both (identical here); a
+    # reordering would move each block's outputs (< 1) by ~2 U32 * sum|terms| (< 3) ~ 4e-7
     np.testing.assert_allclose(stacked(params, x), looped(params, x), rtol=1e-6, atol=1e-6)
     got = jax.jit(jax.grad(loss(stacked), argnums=(0, 1)))(params, x)
     want = jax.grad(loss(looped), argnums=(0, 1))(params, x)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        # gradients (< 2) through 3 blocks back: 1.2e-7 measured, 10x inside the bounds
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -57,6 +60,8 @@ def test_state_is_stacked_and_updated_block_by_block():
     x = jax.random.normal(jax.random.key(1), (8, 4)) * 3 + 1
     y, new_state = jax.jit(lambda p, s, x: model.apply(p, s, x, train=True))(params, state, x)
     want_y, want_state = _loop(model.layer, params, state, x, train=True)
+    # the same float32 statistics of 8 values per block: a reordering moves them by
+    # ~8 U32 mean|x| (< 2e-6 relative), 5x inside rtol=1e-5; identical here
     np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-5)
     for a, b in zip(jax.tree.leaves(new_state), jax.tree.leaves(want_state)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -93,6 +98,7 @@ def test_remat_keeps_the_gradients(remat):
     (want, _), (got, jaxpr) = grads(plain), grads(rematted)
     assert "checkpoint" in str(jaxpr) or "remat" in str(jaxpr)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        # remat recomputes the same float32 forward: identical, bounds as the test above
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
@@ -112,8 +118,14 @@ def test_vmap_over_a_batch_of_inputs():
     model = nn.LayerStack(nn.Linear(4, 4), N)
     params, state = model.init(jax.random.key(0))
     xs = jax.random.normal(jax.random.key(1), (5, 4))
-    per_row = jax.vmap(lambda x: model.apply(params, state, x)[0])(xs)
-    np.testing.assert_allclose(per_row, model.apply(params, state, xs)[0], rtol=1e-6)
+    # float64: vmapped rows may take another dot kernel than the batch, and rtol=1e-6
+    # without atol fails on any cancelling float32 output summed in another order
+    with jax.enable_x64(True):
+        params, xs = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), (params, xs))
+        per_row = jax.vmap(lambda x: model.apply(params, state, x)[0])(xs)
+        batched = model.apply(params, state, xs)[0]
+    assert per_row.dtype == batched.dtype == jnp.float64
+    np.testing.assert_allclose(per_row, batched, rtol=1e-12, atol=1e-12)
 
 
 def test_errors_name_the_stack():

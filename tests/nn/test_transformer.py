@@ -9,11 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.test_util import check_grads
 
 import funcnet.functional as F
 from funcnet import nn, optim
 from funcnet.errors import ShapeError
+from tests._numerics import check_grads_float64
 from tests.conftest import torch_or_skip
 
 D, NH, FF, L, S, B = 8, 2, 16, 5, 6, 3
@@ -59,6 +59,9 @@ def np_attention(p, prefix, x, mem, causal=False):
 
 
 def np_encoder_layer(p, x, norm_first, activation, causal):
+    # in float64 (float32 operands would make NumPy's matmuls float32, CPU-dependent BLAS)
+    p, x = {k: np.asarray(v, np.float64) for k, v in p.items()}, np.asarray(x, np.float64)
+
     def ff(y):
         h = y @ p["linear1.weight"].T + p["linear1.bias"]
         h = np.maximum(h, 0) if activation == "relu" else h * 0.5 * (1 + _erf(h / math.sqrt(2)))
@@ -94,6 +97,9 @@ def test_encoder_layer_matches_numpy(norm_first, activation):
     x = np.random.default_rng(1).standard_normal((B, L, D)).astype(np.float32)
     got = _jit_apply(model, _flat_to_funcnet(flat), x, is_causal=True)
     want = np_encoder_layer(flat, x, norm_first, activation, causal=True)
+    # float32 against float64: sums of <= 16 terms (|w| < 1.2, sum|terms| < 10) in the
+    # projections, attention, feed-forward and layer norms, ~sqrt(16) U32 * 10 ~ 2e-6 at
+    # most in practice; 1.6e-7 measured, 60x inside rtol=atol=1e-5 (tests/_numerics.py)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
@@ -150,6 +156,8 @@ def test_stacks_match_pytorch(norm_first, activation):
     got_dec = jax.jit(
         lambda p, x, m, k: dec.apply(p, {}, x, m, tgt_is_causal=True, memory_key_padding_mask=k)[0]
     )(_torch_to_funcnet(t_dec), src, mem, mem_kpm)
+    # two float32 computations of stacks of 2 layers (as test_encoder_layer_matches_numpy,
+    # each ~1e-6 off the exact values in practice): 5e-7 measured, 40x inside
     np.testing.assert_allclose(got_enc, want_enc.numpy(), rtol=1e-5, atol=2e-5)
     np.testing.assert_allclose(got_dec, want_dec.numpy(), rtol=1e-5, atol=2e-5)
 
@@ -191,18 +199,16 @@ def test_dropout_is_active_only_in_training():
 
 def test_gradients_match_finite_differences():
     model = nn.TransformerEncoderLayer(D, NH, FF, dropout=0.0, batch_first=True, norm_first=True)
-    with jax.enable_x64(True):
-        params = jax.tree.map(
-            lambda a: jnp.asarray(a, jnp.float64), _flat_to_funcnet(_random_torch_params(model))
-        )
-        x = jax.random.normal(jax.random.key(1), (2, 4, D), jnp.float64)
+    params = _flat_to_funcnet(_random_torch_params(model))
+    x = jax.random.normal(jax.random.key(1), (2, 4, D))
 
-        def f(p, x):
-            # need_weights=False inside the layer: the XLA softmax is float32, so compare
-            # at float32 accuracy
-            return jnp.sum(jnp.sin(model.apply(p, {}, x)[0]))
+    def f(p, x):
+        # need_weights=False inside the layer: on CPU the explicit attention runs, whose
+        # logits and softmax are float64 for float64 inputs (JAX's XLA path would take them
+        # in float32, and its float32 rounding would need a float32-sized bound)
+        return jnp.sum(jnp.sin(model.apply(p, {}, x)[0]))
 
-        check_grads(jax.jit(f), (params, x), order=1, modes=("rev",), atol=1e-3, rtol=1e-3)
+    check_grads_float64(jax.jit(f), (params, x))
 
 
 class TinyLM(nn.Module):
@@ -259,6 +265,8 @@ def test_causal_language_model_learns_to_copy():
     # causality: changing later tokens does not change earlier logits
     changed = ids.at[:, 5:].set((ids[:, 5:] + 1) % vocab)
     later = predict(params, changed)
+    # masked keys add exact zeros, so the earlier logits are computed by the same float32
+    # operations on the same values: identical (atol only allows a reordering)
     np.testing.assert_allclose(later[:, :5], logits[:, :5], atol=1e-5)
     assert not np.allclose(later[:, 5:], logits[:, 5:])
 
@@ -270,16 +278,19 @@ def test_sinusoidal_embedding_matches_the_pytorch_tutorial_formula():
     pe = np.zeros((max_len, d))
     pe[:, 0::2] = np.sin(position * div_term)
     pe[:, 1::2] = np.cos(position * div_term)
+    # float32 angles pos * f: f = 1 (exact) for the first pair, else f < 0.05, pos < 7, so
+    # angles are within 3 U32 * 0.3 and sin/cos within ~1e-7 in the worst case
     np.testing.assert_allclose(F.sinusoidal_embedding(jnp.arange(max_len), d), pe, atol=1e-6)
 
     x = jax.random.normal(jax.random.key(0), (max_len, 2, d))
     layer = nn.SinusoidalPositionalEmbedding(d)
     y, _ = layer.apply({}, {}, x)
+    # float32 sums x + pe (|x| < 4): each side rounded once (U32 * 5) plus the ~1e-7 of pe
     np.testing.assert_allclose(y, x + pe[:, None].astype(np.float32), atol=1e-6)
     bf, _ = nn.SinusoidalPositionalEmbedding(d, batch_first=True).apply({}, {}, x.swapaxes(0, 1))
-    np.testing.assert_allclose(bf, y.swapaxes(0, 1), atol=1e-6)
+    np.testing.assert_allclose(bf, y.swapaxes(0, 1), atol=1e-6)  # the same sums, transposed
     shifted, _ = layer.apply({}, {}, x[:3], positions=jnp.arange(4, 7)[:, None])
-    np.testing.assert_allclose(shifted, x[:3] + pe[4:7, None].astype(np.float32), atol=1e-6)
+    np.testing.assert_allclose(shifted, x[:3] + pe[4:7, None].astype(np.float32), atol=1e-6)  # as y
 
 
 def test_learned_positional_embedding():

@@ -37,6 +37,8 @@ def test_clip_grad_norm_is_pytorchs(norm_type, max_norm, size):
         else np.sum(np.abs(g) ** norm_type) ** (1 / norm_type)
     )
     expected = g * min(1.0, max_norm / (total + 1e-6))  # PyTorch's 1e-6, clamped at 1
+    # float32 norm of 6 values (a sum of 6 non-negative terms, a root, a quotient): within
+    # ~10 U32 = 6e-7 relative in the worst case, any order
     np.testing.assert_allclose(_flat(updates), expected, rtol=1e-5)
     np.testing.assert_allclose(optim.global_norm(grads, norm_type), total, rtol=1e-5)
 
@@ -51,6 +53,8 @@ def test_clip_grad_norm_matches_torch(norm_type):
     total = torch.nn.utils.clip_grad_norm_(tensors, 1.5, norm_type=norm_type)
     updates, _ = optim.clip_grad_norm(1.5, norm_type).update(GRADS, optim.EmptyState())
     expected = np.concatenate([t.grad.numpy().ravel() for t in tensors])
+    # the gradients are small integers and halves: float32 sums of their squares are exact
+    # in any order, leaving a root, a quotient and a product (< 4 U32 apart per side)
     np.testing.assert_allclose(_flat(updates), expected, rtol=1e-6)
     np.testing.assert_allclose(optim.global_norm(GRADS, norm_type), total.item(), rtol=1e-6)
 
@@ -107,7 +111,8 @@ def test_masked_applies_inner_to_selected_leaves_only():
     assert moments.exp_avg["fc1"]["bias"].shape == (2,)
     updates, _ = tx.update(GRADS, state, PARAMS)
     np.testing.assert_allclose(updates["fc1"]["weight"], GRADS["fc1"]["weight"])  # untouched
-    np.testing.assert_allclose(updates["fc1"]["bias"], [-0.1, 0.1], rtol=1e-5)  # Adam's first step
+    # Adam's first step: -0.1 g / (|g| + 1e-8), a few float32 roundings from -0.1 sign(g)
+    np.testing.assert_allclose(updates["fc1"]["bias"], [-0.1, 0.1], rtol=1e-5)
 
 
 def test_freeze_keeps_frozen_leaves_in_place_and_stateless():
@@ -133,6 +138,7 @@ def test_param_groups_first_match_wins_and_errors():
     opt = optim.param_groups([("fc1.bias", optim.sgd(1.0)), ("fc1", optim.sgd(0.1))])
     updates, _ = opt.update(GRADS, opt.init(PARAMS), PARAMS)
     np.testing.assert_allclose(updates["fc1"]["bias"], -GRADS["fc1"]["bias"])
+    # one float32 product on each side: equal or one rounding apart
     np.testing.assert_allclose(updates["fc1"]["weight"], -0.1 * GRADS["fc1"]["weight"], rtol=1e-6)
 
     with pytest.raises(ValueError, match=r"parameter group 0 \('trunk'\) picks no parameter"):
@@ -191,6 +197,9 @@ def test_accumulate_steps_every_k_calls_on_the_mean_gradient():
         else:
             mean = {"w": sum(grads[i - 2 : i + 1]) / 3}
             expected, ref_state = reference.update(mean, ref_state, params)
+            # elementwise float32 only (no CPU-dependent reductions): the mean of 3 rounded
+            # in another order (its sums do not cancel) through one Adam step, ~10 U32 at
+            # most (1.5e-7 measured)
             np.testing.assert_allclose(updates["w"], expected["w"], rtol=1e-6)
     assert int(state.micro_step) == 0
     assert int(state.inner_state.inner_state[1].count) == 2  # Adam stepped once per 3 calls

@@ -11,6 +11,7 @@ import pytest
 import funcnet.functional as F
 from funcnet import losses, metrics, nn, optim, train
 from funcnet.data import ArrayDataset, DataLoader
+from tests._numerics import to_float64
 from tests.train._models import MLP, blobs, loader, tree_equal
 
 
@@ -30,16 +31,21 @@ def state(key):
 
 
 @pytest.mark.parametrize("drop_last", [False, True])
-def test_a_plain_loss_function_trains_exactly(state, drop_last):
-    new, history = _fit(state, loader(drop_last=drop_last), loss_fn=plain_cross_entropy)
+def test_a_plain_loss_function_trains_exactly(key, drop_last):
+    # in float64: the 4-row last batch and the padded 32-row one sum in other orders
+    with jax.enable_x64(True):
+        model = MLP()
+        params = to_float64(model.init(key)[0])
+        state = train.TrainState.create(model, optim.sgd(0.05, momentum=0.9), key, params)
+        float64 = {"drop_last": drop_last, "transform": lambda x: x.astype(np.float64)}
+        new, history = _fit(state, loader(**float64), loss_fn=plain_cross_entropy)
+        masked, _ = _fit(state, loader(**float64))  # funcnet's loss, padded last batch
     steps = 3 if drop_last else 4
     assert int(new.step) == 2 * steps and len(history.steps) == 2 * steps
-    # the short last batch (4 rows) ran as it is: the same training as funcnet's masked
-    # loss on the padded batch, up to float32 rounding of sums over 4 vs 32 rows (a few
-    # ulps per step, amplified over 8 steps well below 1e-5)
-    masked, _ = _fit(state, loader(drop_last=drop_last))
-    for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(masked.params)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    leaves = jax.tree.leaves(new.params)
+    assert {a.dtype for a in leaves} == {np.dtype(np.float64)}
+    for a, b in zip(leaves, jax.tree.leaves(masked.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
 def test_a_plain_loss_with_a_padding_loader_says_what_to_do(state):

@@ -7,6 +7,7 @@ import optax
 import pytest
 
 from funcnet import losses, metrics, optim, train
+from tests._numerics import to_float64
 from tests.train._models import MLP, CountingMLP, blobs, loader
 
 
@@ -47,6 +48,8 @@ def test_masked_loss_ignores_padding_rows(key):
     _, full = step(state, (x[:5], y[:5]), jnp.ones(5, bool))
     padded_x = np.concatenate([x[:5], np.full((3, 8), 1e3, np.float32)])
     _, masked = step(state, (padded_x, np.concatenate([y[:5], y[:3]])), np.arange(8) < 5)
+    # the same 5 positive row losses, averaged in another order: at most (5 + 2) roundings
+    # of float32 (7 * 2**-24 = 4e-7 relative) on any CPU
     np.testing.assert_allclose(masked["loss"], full["loss"], rtol=1e-6)
     np.testing.assert_allclose(masked["accuracy"], full["accuracy"])
     assert float(masked["count"]) == 5
@@ -54,21 +57,27 @@ def test_masked_loss_ignores_padding_rows(key):
 
 def test_step_matches_a_hand_written_step(key):
     model, opt = MLP(), optim.adam(1e-2)
-    state = train.TrainState.create(model, opt, key)
-    x, y = blobs(32)
+    # in float64: the two programs may sum in other orders, which in float32 moves Adam's
+    # g / (|g| + eps) by more than a fixed bound wherever a gradient nearly cancels
+    with jax.enable_x64(True):
+        params = to_float64(model.init(key)[0])
+        state = train.TrainState.create(model, opt, key, params=params)
+        x, y = (to_float64(a) for a in blobs(32))
 
-    def reference(params, opt_state):
-        def loss(p):
-            return losses.cross_entropy(model.apply(p, {}, x, train=True)[0], y)
+        def reference(params, opt_state):
+            def loss(p):
+                return losses.cross_entropy(model.apply(p, {}, x, train=True)[0], y)
 
-        grads = jax.grad(loss)(params)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        return optim.apply_updates(params, updates)
+            grads = jax.grad(loss)(params)
+            updates, opt_state = opt.update(grads, opt_state, params)
+            return optim.apply_updates(params, updates)
 
-    expected = reference(state.params, state.opt_state)
-    new, _ = train.make_train_step(losses.cross_entropy, donate=False)(state, (x, y))
-    for a, b in zip(jax.tree_util.tree_leaves(new.params), jax.tree_util.tree_leaves(expected)):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+        expected = reference(state.params, state.opt_state)
+        new, _ = train.make_train_step(losses.cross_entropy, donate=False)(state, (x, y))
+        leaves = jax.tree_util.tree_leaves(new.params)
+        assert {a.dtype for a in leaves} == {jnp.dtype(jnp.float64)}
+        for a, b in zip(leaves, jax.tree_util.tree_leaves(expected)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     assert int(new.step) == 1
 
 
@@ -203,4 +212,5 @@ def test_padded_batch_with_class_weights_matches_the_unpadded_pytorch_mean(key):
     x, y = blobs(8)
     _, plain = step(state, (x[:5], y[:5]))
     _, padded = step(state, (x, y), np.arange(8) < 5)
+    # a weighted mean of 5 positive terms in another order: at most 4e-7 relative apart
     np.testing.assert_allclose(padded["loss"], plain["loss"], rtol=1e-6)
