@@ -96,34 +96,12 @@ def stateless(
 
 def identity() -> GradientTransformation:
     """The transform that returns the gradients unchanged (no state)."""
-
-    def init(params: Params) -> EmptyState:
-        del params
-        return EmptyState()
-
-    def update(
-        grads: Updates, state: EmptyState, params: Params | None = None
-    ) -> tuple[Updates, EmptyState]:
-        del params
-        return grads, state
-
-    return GradientTransformation(init, update)
+    return stateless("identity", lambda grads, _: grads)
 
 
 def set_to_zero() -> GradientTransformation:
     """The transform whose updates are all zero (no state): parameters stay where they are."""
-
-    def init(params: Params) -> EmptyState:
-        del params
-        return EmptyState()
-
-    def update(
-        grads: Updates, state: EmptyState, params: Params | None = None
-    ) -> tuple[Updates, EmptyState]:
-        del params
-        return jax.tree.map(jnp.zeros_like, grads), state
-
-    return GradientTransformation(init, update)
+    return stateless("set_to_zero", lambda grads, _: jax.tree.map(jnp.zeros_like, grads))
 
 
 def chain(*transforms: GradientTransformation) -> GradientTransformation:
