@@ -54,7 +54,19 @@ def leaf_names(tree: Params) -> list[str]:
     return [".".join(_key_name(k) for k in path) for path, _ in paths]
 
 
-def _matches(name: str, pattern: str) -> bool:
+def name_matches(name: str, pattern: str) -> bool:
+    """Whether the dotted parameter name ``name`` is selected by the glob ``pattern``.
+
+    The rule every selector of dotted names follows (`param_groups`, `masked`, `freeze`,
+    and ``funcnet.parallel``'s sharding rules): ``pattern`` matches the whole name with
+    ``fnmatch`` (case-sensitive; ``*`` also crosses dots), or names a sub-tree
+    (``"trunk"`` selects ``"trunk.0.weight"``).
+
+    Examples:
+        >>> from funcnet.optim._masking import name_matches
+        >>> name_matches("trunk.0.weight", "trunk"), name_matches("fc.bias", "*.weight")
+        (True, False)
+    """
     return fnmatch.fnmatchcase(name, pattern) or name.startswith(pattern + ".")
 
 
@@ -72,7 +84,7 @@ def resolve_mask(selector: Selector, tree: Params) -> list[bool]:
     """The selection as one Python bool per leaf of ``tree`` (``jax.tree.leaves`` order)."""
     if _is_patterns(selector):
         patterns = [selector] if isinstance(selector, str) else list(selector)
-        return [any(_matches(n, p) for p in patterns) for n in leaf_names(tree)]
+        return [any(name_matches(n, p) for p in patterns) for n in leaf_names(tree)]
     mask = selector(tree) if callable(selector) else selector
     try:
         full = jax.tree.map(lambda m, sub: jax.tree.map(lambda _: m, sub), mask, tree)
