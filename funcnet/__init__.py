@@ -4,7 +4,18 @@ Layers are immutable descriptions with pure ``init``/``apply``; parameters and s
 plain nested dicts of ``jax.Array``; optimizers follow optax's protocol.
 """
 
-from funcnet import checkpoint, data, errors, functional, losses, metrics, nn, optim, train
+from funcnet import (
+    checkpoint,
+    data,
+    errors,
+    functional,
+    losses,
+    metrics,
+    nn,
+    optim,
+    parallel,
+    train,
+)
 from funcnet._version import __version__
 from funcnet.errors import ShapeError
 
@@ -19,5 +30,6 @@ __all__ = [
     "metrics",
     "nn",
     "optim",
+    "parallel",
     "train",
 ]

@@ -1,4 +1,4 @@
-"""Normalisation layers: BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm, RMSNorm.
+"""Normalisation layers: BatchNorm1d, BatchNorm2d, SyncBatchNorm, LayerNorm, GroupNorm, RMSNorm.
 
 Channels-last throughout. Statistics are computed in at least float32 and the output
 has the input's dtype (see ``funcnet.functional.batch_norm``). Names of parameters and
@@ -14,13 +14,14 @@ from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from funcnet import functional as F
 from funcnet.errors import ShapeError, check_dtype, check_last_dim, check_ndim
 from funcnet.functional._normalization import _batch_count, _normalized_axes
 from funcnet.nn._module import Context, Module
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm", "RMSNorm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm", "RMSNorm", "SyncBatchNorm"]
 
 _BN_STATE = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -32,6 +33,15 @@ def _label(ctx: Context) -> str:
 def _image_spatial_dims(x: jax.Array) -> int | None:
     """Spatial axes of a batched channels-last input ``(N, *spatial, C)``; None for ``(N, C)``."""
     return jnp.ndim(x) - 2 if jnp.ndim(x) > 2 else None
+
+
+def _check_batched(ctx: Context, x: jax.Array) -> None:
+    """ShapeError unless ``x`` is ``(N, *, C)``: at least 2 dimensions."""
+    if jnp.ndim(x) < 2:
+        raise ShapeError(
+            f"{_label(ctx)}: expected input (N, *, C) with at least 2 dimensions, got "
+            f"shape {jnp.shape(x)}"
+        )
 
 
 def _as_shape(owner: str, value: int | Sequence[int]) -> tuple[int, ...]:
@@ -79,8 +89,11 @@ class _BatchNorm(Module):
             }
         return params, state
 
-    def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+    def _check_rank(self, ctx: Context, x: jax.Array) -> None:
         check_ndim(ctx, x, self._ndims, layout=self._layout)
+
+    def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_rank(ctx, x)
         check_last_dim(ctx, x, self.num_features, spatial_dims=_image_spatial_dims(x))
         check_dtype(ctx, x, "floating")
         batch_stats = ctx.train or not self.track_running_stats
@@ -205,6 +218,80 @@ class BatchNorm2d(_BatchNorm):
 
 
 @dataclasses.dataclass(unsafe_hash=True, repr=False)
+class SyncBatchNorm(_BatchNorm):
+    """Batch normalisation with statistics over every device's batch (``torch.nn.SyncBatchNorm``).
+
+    :class:`BatchNorm1d`/:class:`BatchNorm2d` for any input (N, *, C), whose batch mean and
+    variance in training mode are averaged over the named axis ``axis_name`` of
+    ``jax.shard_map`` or ``jax.pmap`` (``funcnet.parallel.DataParallel``): every device
+    normalises with the statistics of the global batch, and the running statistics (the
+    same on every device) move towards them, exactly as BatchNorm on the whole batch would.
+    Each device must hold the same number of rows. In eval mode the running statistics
+    normalise and no communication happens.
+
+    Under plain ``jax.jit`` with a batch-sharded input (``funcnet.parallel``'s
+    recommended path) no axis is named: there use :class:`BatchNorm1d` or
+    :class:`BatchNorm2d` (their mean over the sharded batch axis is already the mean of
+    the global batch) or ``axis_name=None``.
+
+    Args:
+        num_features: C, the size of the input's last axis.
+        eps: added to the variance before the square root.
+        momentum: the running-average factor; None for a cumulative moving average.
+        affine: whether to learn ``weight`` and ``bias`` (C,).
+        track_running_stats: whether to keep running statistics (state); if False,
+            batch statistics (synchronised) are used in both modes.
+        axis_name: the named axis the batch is split over; None makes this a plain,
+            per-device BatchNorm.
+        dtype: dtype of the parameters and running statistics.
+
+    Input (N, *, C) (PyTorch's (N, C, *)), floating; output of the same shape and dtype.
+
+    Raises:
+        ValueError: at trace time, when batch statistics are needed and ``axis_name`` is
+            not an axis of an enclosing ``shard_map``/``pmap``.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jax.sharding import PartitionSpec as P
+        >>> from funcnet import nn, parallel
+        >>> bn = nn.SyncBatchNorm(3)
+        >>> params, state = bn.init(jax.random.key(0))
+        >>> x = jax.random.normal(jax.random.key(1), (8, 5, 3))
+        >>> step = jax.shard_map(
+        ...     lambda x: bn.apply(params, state, x, train=True),
+        ...     mesh=parallel.make_mesh(), in_specs=P("data"), out_specs=(P("data"), P()))
+        >>> y, state = step(x)
+        >>> y.shape, int(state["num_batches_tracked"])
+        ((8, 5, 3), 1)
+    """
+
+    axis_name: str | None = "data"
+
+    _layout: ClassVar[str] = "(N, *, C)"
+
+    def _check_rank(self, ctx: Context, x: jax.Array) -> None:
+        _check_batched(ctx, x)
+
+    def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        if self.axis_name is not None and (ctx.train or not self.track_running_stats):
+            _require_axis(ctx, self.axis_name)
+        return super().forward(ctx, x)
+
+
+def _require_axis(ctx: Context, axis_name: str) -> None:
+    try:
+        lax.axis_size(axis_name)
+    except NameError:
+        raise ValueError(
+            f"{_label(ctx)}: axis_name {axis_name!r} is not a named axis here; SyncBatchNorm "
+            "averages its statistics over an axis of jax.shard_map or jax.pmap. Under plain "
+            "jax.jit with a batch-sharded input use BatchNorm (its statistics are already "
+            "over the whole batch) or SyncBatchNorm(axis_name=None)."
+        ) from None
+
+
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class LayerNorm(Module):
     """Normalises over the trailing ``normalized_shape`` axes (``torch.nn.LayerNorm``).
 
@@ -286,11 +373,7 @@ class GroupNorm(Module):
         return _affine_params((self.num_channels,), self.affine, self.affine, self.dtype), {}
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
-        if jnp.ndim(x) < 2:
-            raise ShapeError(
-                f"{_label(ctx)}: expected input (N, *, C) with at least 2 dimensions, got "
-                f"shape {jnp.shape(x)}"
-            )
+        _check_batched(ctx, x)
         check_last_dim(ctx, x, self.num_channels, spatial_dims=_image_spatial_dims(x))
         check_dtype(ctx, x, "floating")
         weight = ctx.param("weight") if self.affine else None

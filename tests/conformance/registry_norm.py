@@ -39,6 +39,23 @@ ENTRIES = [
         train=True,
     ),
     Entry(
+        "SyncBatchNorm",
+        lambda: nn.SyncBatchNorm(3),
+        (((4, 3), F32),),
+        (((3,), F32),),
+        r"model \(SyncBatchNorm\): expected input \(N, \*, C\) with at least 2 dimensions, "
+        r"got shape \(3,\)",
+    ),
+    Entry(
+        "SyncBatchNorm-5d-unsynced",
+        lambda: nn.SyncBatchNorm(3, momentum=None, axis_name=None),
+        (((2, 3, 2, 2, 3), F32),),
+        (((2, 3, 2, 2, 4), F32),),
+        r"model \(SyncBatchNorm\): expected input with last dimension 3, got shape "
+        r"\(2, 3, 2, 2, 4\)",
+        train=True,
+    ),
+    Entry(
         "LayerNorm",
         lambda: nn.LayerNorm(6),
         (((3, 6), F32),),

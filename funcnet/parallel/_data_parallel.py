@@ -1,0 +1,3 @@
+"""(written in a later commit)"""
+
+__all__: list[str] = []
