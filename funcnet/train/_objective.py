@@ -4,6 +4,8 @@ and targets, how the loss and the metrics are called, and whether they see a mas
 ``Objective`` checks the functions once, when a step is built; inside the step it only
 calls them. It is the one place that decides whether a batch may be padded: only when the
 loss and every metric take ``mask=``, since only then can they leave padding rows out.
+:func:`combine_across` is how a step that runs on every device of a named axis turns the
+devices' values into the global batch's.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from funcnet.metrics import Metric
 
-__all__ = ["Objective", "split_batch"]
+__all__ = ["Objective", "combine_across", "split_batch"]
 
 LossFn = Callable[..., Any]
 MetricFns = Mapping[str, Callable[..., Any] | Metric]
@@ -149,3 +152,84 @@ def count_rows(inputs: Any, mask: jax.Array | None) -> jax.Array:
     if mask is not None:
         return jnp.sum(mask.astype(jnp.float32))
     return jnp.asarray(jax.tree_util.tree_leaves(inputs)[0].shape[0], jnp.float32)
+
+
+def combine_across(
+    axis_name: str,
+    count: jax.Array,
+    means: Any,
+    states: Mapping[str, Any],
+    streaming: Mapping[str, Metric],
+    first: Any,
+) -> tuple[jax.Array, Any, dict[str, Any], Any]:
+    """The global batch's values from each device's, in one ``psum`` over ``axis_name``.
+
+    Call it on every member of the axis (inside ``pmap``, ``shard_map`` or ``vmap``); the
+    results are the same on all of them. XLA emits one all-reduce per dtype of the inputs.
+
+    Args:
+        axis_name: the named axis the devices make up.
+        count: float32 ``()``, this device's valid rows ``n_d``.
+        means: a pytree of this device's means over its ``n_d`` rows (the loss, the
+            gradients, metric values); a device with ``n_d = 0`` sends zeros, so the
+            ``nan`` of its empty mean does not spread.
+        states: ``{name: state}``, this device's streaming metric states.
+        streaming: ``{name: metric}`` for every name in ``states``.
+        first: a pytree whose values should be device 0's (the model state, as PyTorch's
+            DistributedDataParallel broadcasts rank 0's buffers).
+
+    Returns:
+        ``(total, means, states, first)``: ``total = sum_d n_d`` (float32 ``()``);
+        ``means`` as the count-weighted means ``sum_d n_d * mean_d / total`` (each leaf
+        in its dtype; floating dtypes, else float32), which for means over rows are the
+        means over the global batch; ``states`` merged with ``metric.merge`` in device
+        order (any accumulator, not only those whose states are sums); ``first`` as on
+        device 0.
+    """
+    index, size = lax.axis_index(axis_name), lax.axis_size(axis_name)
+    weighted = jax.tree_util.tree_map(lambda v: _weighted(v, count), means)
+    gathered = {
+        k: jax.tree_util.tree_map(lambda v: _slot(v, index, size), s) for k, s in states.items()
+    }
+    on_first = jax.tree_util.tree_map(lambda v: _if_first(v, index), first)
+    total, sums, gathered, on_first = lax.psum((count, weighted, gathered, on_first), axis_name)
+    means = jax.tree_util.tree_map(lambda s: s / total.astype(s.dtype), sums)
+    states = {k: _fold(streaming[k], gathered[k], s, size) for k, s in states.items()}
+    first = jax.tree_util.tree_map(lambda v, f: f.astype(jnp.asarray(v).dtype), first, on_first)
+    return total, means, states, first
+
+
+def _weighted(value: Any, count: jax.Array) -> jax.Array:
+    v = jnp.asarray(value)
+    v = v if jnp.issubdtype(v.dtype, jnp.inexact) else v.astype(jnp.float32)
+    return jnp.where(count > 0, v * count.astype(v.dtype), jnp.zeros((), v.dtype))
+
+
+def _slot(value: Any, index: jax.Array, size: int) -> jax.Array:
+    """``(size, *shape)`` zeros holding ``value`` at ``index``: summed over the devices, it
+    is every device's value (an all-gather that XLA folds into the one all-reduce)."""
+    v = _summable(value)
+    return jnp.zeros((size, *v.shape), v.dtype).at[index].set(v)
+
+
+def _if_first(value: Any, index: jax.Array) -> jax.Array:
+    v = _summable(value)
+    return jnp.where(index == 0, v, jnp.zeros((), v.dtype))
+
+
+def _summable(value: Any) -> jax.Array:
+    v = jnp.asarray(value)
+    return v.astype(jnp.int32) if v.dtype == jnp.bool_ else v
+
+
+def _fold(metric: Metric, gathered: Any, like: Any, size: int) -> Any:
+    """``merge`` of the ``size`` states stacked along the leading axis of ``gathered``, in
+    the dtypes of ``like``."""
+    states = [
+        jax.tree_util.tree_map(lambda g, v, i=i: g[i].astype(jnp.asarray(v).dtype), gathered, like)
+        for i in range(size)
+    ]
+    merged = states[0]
+    for other in states[1:]:
+        merged = metric.merge(merged, other)
+    return merged

@@ -3,6 +3,8 @@
 ``make_train_step`` returns ``step(state, batch, mask=None) -> (state, metrics)``: one
 ``jax.jit`` program with the TrainState donated, usable in a hand-written loop or by
 ``fit``. ``make_eval_step`` returns ``eval_step(state, batch, mask=None) -> metrics``.
+With ``axis_name`` the steps run on every member of a named axis (``pmap``,
+``shard_map``, ``vmap``), each on its part of the batch, and combine across it.
 """
 
 from __future__ import annotations
@@ -12,9 +14,17 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from funcnet import optim
-from funcnet.train._objective import LossFn, MetricFns, Objective, count_rows, split_batch
+from funcnet.train._objective import (
+    LossFn,
+    MetricFns,
+    Objective,
+    combine_across,
+    count_rows,
+    split_batch,
+)
 from funcnet.train._state import TrainState
 
 __all__ = ["make_eval_step", "make_train_step", "split_batch"]
@@ -64,6 +74,7 @@ def make_train_step(
     on_nonfinite: str = "error",
     donate: bool = True,
     jit: bool = True,
+    axis_name: str | None = None,
 ) -> Callable[..., tuple[TrainState, dict[str, Any]]]:
     """Builds ``step(state, batch, mask=None) -> (new_state, metrics)``.
 
@@ -99,6 +110,22 @@ def make_train_step(
         donate: donate the incoming state's buffers (the caller must not reuse them).
         jit: compile with ``jax.jit`` (False gives the plain function, e.g. to nest it in
             your own jit or ``lax.scan``).
+        axis_name: None (default): the step sees the whole batch. A name: the step runs
+            on every member of that named axis (inside ``jax.pmap`` or ``jax.shard_map``
+            over devices, or ``jax.vmap``), each with its own part of the batch and the
+            same (replicated) state, and computes the global batch's loss, gradients and
+            metrics: each member's means are weighted by its valid rows ``n_d`` and
+            summed, ``sum_d n_d * mean_d / sum_d n_d``, so a padded or unevenly masked
+            batch gives the full batch's exact means (PyTorch's DistributedDataParallel
+            averages the devices' gradients unweighted, which differs when they hold
+            different numbers of valid rows). Streaming metric states are merged across
+            the axis with ``metric.merge``; ``count`` is the global count; the non-finite
+            check sees the global loss and gradients, so every member takes the same
+            step; the model state (BatchNorm statistics) is member 0's, as DDP broadcasts
+            rank 0's buffers (give BatchNorm the same ``axis_name`` for global batch
+            statistics); each member draws its own dropout masks
+            (``fold_in(state.step_key(), axis_index)``). One ``psum`` carries it all.
+            :class:`funcnet.parallel.DataParallel` builds and runs such steps.
 
     Returns:
         The step function. Its ``metrics`` hold ``loss``, the auxiliary and metric values,
@@ -115,29 +142,121 @@ def make_train_step(
         raise TypeError("make_train_step needs a loss_fn(outputs, targets) -> scalar")
     objective = Objective(loss_fn, metrics, has_aux, batch_fn)
     guard = _GUARDS[on_nonfinite]
+    name = None if axis_name is None else _check_axis_name(axis_name)
+    step = _train_step(objective, guard, name)
+    compiled = jax.jit(step, donate_argnums=(0,) if donate else ()) if jit else step
+    compiled.objective = objective  # type: ignore[attr-defined]
+    return compiled
+
+
+def _check_axis_name(axis_name: Any) -> str:
+    if not isinstance(axis_name, str) or not axis_name:
+        raise TypeError(
+            f"axis_name must be the name of a pmap/shard_map/vmap axis such as 'data', "
+            f"got {axis_name!r}"
+        )
+    return axis_name
+
+
+def _train_step(objective: Objective, guard: Guard, axis_name: str | None) -> Callable[..., Any]:
+    """The step on the whole batch, or on one member's part of it combined across
+    ``axis_name`` (see make_train_step)."""
 
     def step(state: TrainState, batch: Any, mask: jax.Array | None = None) -> Any:
         x, y = objective.split(batch)
 
         def compute(params: Any) -> tuple[jax.Array, tuple[Any, Any, dict]]:
-            out, model_state = _apply_model(state, params, x, True, state.step_key())
+            out, model_state = _apply_model(state, params, x, True, _key(state, axis_name))
             loss, aux = objective.loss(out, y, mask)
             return loss, (out, model_state, aux)
 
         (loss, (out, model_state, aux)), grads = jax.value_and_grad(compute, has_aux=True)(
-            state.params
+            _varying(state.params, axis_name)
         )
         values = {"loss": loss, **aux, **objective.values(out, y, mask)}
-        if mask is not None:
-            values["count"] = count_rows(x, mask)
-        new, finite = guard(state, loss, grads, model_state)
+        values, grads, model_state = _whole_batch(
+            objective, axis_name, x, mask, values, grads, model_state
+        )
+        new, finite = guard(state, values["loss"], grads, model_state)
         if finite is not None:
             values["finite"] = finite
         return new, values
 
-    compiled = jax.jit(step, donate_argnums=(0,) if donate else ()) if jit else step
-    compiled.objective = objective  # type: ignore[attr-defined]
-    return compiled
+    return step
+
+
+def _key(state: TrainState, axis_name: str | None) -> jax.Array:
+    """The step's key; each member of ``axis_name`` draws its own dropout masks."""
+    if axis_name is None:
+        return state.step_key()
+    return jax.random.fold_in(state.step_key(), _axis_index(axis_name))
+
+
+def _whole_batch(
+    objective: Objective,
+    axis_name: str | None,
+    x: Any,
+    mask: jax.Array | None,
+    values: dict[str, Any],
+    grads: Any,
+    model_state: Any,
+) -> tuple[dict[str, Any], Any, Any]:
+    """The whole batch's values (``count`` among them when masked), gradients and model
+    state: the step's own, or combined across ``axis_name``."""
+    if axis_name is None:
+        if mask is not None:
+            values["count"] = count_rows(x, mask)
+        return values, grads, model_state
+    total, values, grads, model_state = _across(
+        objective, axis_name, count_rows(x, mask), values, grads, model_state
+    )
+    if mask is not None:
+        values["count"] = total
+    return values, grads, model_state
+
+
+def _axis_index(axis_name: str) -> jax.Array:
+    try:
+        return lax.axis_index(axis_name)
+    except NameError as e:
+        raise NameError(
+            f"this step was built with axis_name={axis_name!r}: it is one device's part of a "
+            f"data-parallel step, to run under jax.pmap(step, axis_name={axis_name!r}, "
+            f"in_axes=(None, 0, 0), out_axes=None) or jax.shard_map over a mesh axis "
+            f"{axis_name!r}; or use funcnet.parallel.DataParallel, which does that. For one "
+            "device, build the step without axis_name"
+        ) from e
+
+
+def _varying(params: Any, axis_name: str | None) -> Any:
+    """``params`` typed as varying over ``axis_name`` inside ``shard_map`` (``pmap`` runs on
+    it): the gradient with respect to a replicated (invariant) input comes back already
+    summed over the axis, one all-reduce per parameter; with respect to a varying one it is
+    this member's own, summed once by ``_across`` with everything else. Under ``vmap``
+    (no mesh axis) a gradient is the member's own anyway."""
+    if axis_name is not None and axis_name in jax.sharding.get_abstract_mesh().manual_axes:
+        return lax.pcast(params, axis_name, to="varying")
+    return params
+
+
+def _across(
+    objective: Objective,
+    axis_name: str,
+    count: jax.Array,
+    values: dict[str, Any],
+    grads: Any = None,
+    model_state: Any = None,
+) -> tuple[jax.Array, dict[str, Any], Any, Any]:
+    """``(global count, global values, global gradients, member 0's model state)`` from
+    this member's (``combine_across``); the values keep their order."""
+    _axis_index(axis_name)  # names the fix when the axis is unbound
+    states = {k: values[k] for k in objective.streaming if k in values}
+    means = {k: v for k, v in values.items() if k not in states}
+    total, (means, grads), states, model_state = combine_across(
+        axis_name, count, (means, grads), states, objective.streaming, model_state
+    )
+    merged = {**means, **states}
+    return total, {k: merged[k] for k in values}, grads, model_state
 
 
 def make_eval_step(
@@ -147,6 +266,7 @@ def make_eval_step(
     has_aux: bool = False,
     batch_fn: Callable[[Any], tuple[Any, Any]] | None = None,
     jit: bool = True,
+    axis_name: str | None = None,
 ) -> Callable[..., dict[str, Any]]:
     """Builds ``eval_step(state, batch, mask=None) -> metrics`` (eval mode, no key).
 
@@ -156,12 +276,16 @@ def make_eval_step(
         has_aux: whether ``loss_fn`` returns auxiliary metrics.
         batch_fn: as for :func:`make_train_step`.
         jit: compile with ``jax.jit``.
+        axis_name: as for :func:`make_train_step`: the step runs on every member of
+            that named axis and reports the global batch's count-weighted loss and
+            metrics, streaming states merged, and the global ``count``.
 
     Returns:
         The eval step; its metrics hold ``loss`` (when ``loss_fn`` is given), the metric
         values, and ``count`` (valid rows).
     """
     objective = Objective(loss_fn, metrics, has_aux, batch_fn)
+    name = None if axis_name is None else _check_axis_name(axis_name)
 
     def eval_step(state: TrainState, batch: Any, mask: jax.Array | None = None) -> dict:
         x, y = objective.split(batch)
@@ -171,7 +295,10 @@ def make_eval_step(
             loss, aux = objective.loss(out, y, mask)
             values.update({"loss": loss, **aux})
         values.update(objective.values(out, y, mask))
-        values["count"] = count_rows(x, mask)
+        count = count_rows(x, mask)
+        if name is not None:
+            count, values, _, _ = _across(objective, name, count, values)
+        values["count"] = count
         return values
 
     compiled = jax.jit(eval_step) if jit else eval_step

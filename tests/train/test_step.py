@@ -1,14 +1,16 @@
 """make_train_step / make_eval_step: compiled once, donated, correct, guarded."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from funcnet import losses, metrics, optim, train
+from funcnet import losses, metrics, nn, optim, train
 from tests._numerics import to_float64
-from tests.train._models import MLP, CountingMLP, blobs, loader
+from tests.train._models import MLP, CountingMLP, blobs, loader, tree_equal
 
 
 def counted(fn, counter):
@@ -214,3 +216,96 @@ def test_padded_batch_with_class_weights_matches_the_unpadded_pytorch_mean(key):
     _, padded = step(state, (x, y), np.arange(8) < 5)
     # a weighted mean of 5 positive terms in another order: at most 4e-7 relative apart
     np.testing.assert_allclose(padded["loss"], plain["loss"], rtol=1e-6)
+
+
+@dataclasses.dataclass(frozen=True)
+class Largest(metrics.Metric):
+    """The largest output seen: a state that ``merge`` combines by max, not by a sum."""
+
+    def init(self):
+        return {"max": jnp.full((), -jnp.inf, jnp.float32)}
+
+    def update(self, state, outputs, targets, *, mask=None):
+        rows = jnp.max(outputs, axis=-1).astype(jnp.float32)
+        rows = rows if mask is None else jnp.where(mask, rows, -jnp.inf)
+        return {"max": jnp.maximum(state["max"], jnp.max(rows))}
+
+    def merge(self, state, other):
+        return {"max": jnp.maximum(state["max"], other["max"])}
+
+    def compute(self, state):
+        return state["max"]
+
+
+def _members(tree, n=4):
+    """``(n, rows / n, ...)``: the batch as ``n`` members of a named axis take it."""
+    return jax.tree_util.tree_map(lambda a: a.reshape(n, -1, *a.shape[1:]), tree)
+
+
+def test_axis_name_step_under_vmap_equals_the_whole_batch_step(key):
+    # one member (rows 24..31) holds padding only: its empty means must not spread nan
+    mask = np.arange(32) < 21
+    fns = {
+        "acc": metrics.accuracy,
+        "f1": metrics.F1Score(num_classes=3, average="macro"),
+        "largest": Largest(),
+    }
+    with jax.enable_x64(True):  # float64: the two sum in other orders (tests/_numerics.py)
+        state = train.TrainState.create(
+            MLP(), optim.sgd(0.1, momentum=0.9), key, params=to_float64(MLP().init(key)[0])
+        )
+        batch = tuple(to_float64(a) for a in blobs(32))
+        whole = train.make_train_step(losses.cross_entropy, metrics=fns, donate=False)
+        synced = train.make_train_step(losses.cross_entropy, metrics=fns, axis_name="data")
+        mapped = jax.jit(jax.vmap(synced, (None, 0, 0), None, axis_name="data"))
+        (expected, want), (new, got) = (
+            whole(state, batch, mask),
+            mapped(state, _members(batch), _members(mask)),
+        )
+        eval_whole = train.make_eval_step(losses.cross_entropy, metrics=fns)
+        eval_synced = train.make_eval_step(losses.cross_entropy, metrics=fns, axis_name="data")
+        eval_mapped = jax.vmap(eval_synced, (None, 0, 0), None, axis_name="data")
+        eval_want = eval_whole(state, batch, mask)
+        eval_got = eval_mapped(state, _members(batch), _members(mask))
+    for a, b in zip(
+        jax.tree_util.tree_leaves(new.params), jax.tree_util.tree_leaves(expected.params)
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    for values, reference in ((got, want), (eval_got, eval_want)):
+        assert list(values) == list(reference)
+        np.testing.assert_allclose(values["loss"], reference["loss"], rtol=1e-12)
+        np.testing.assert_allclose(values["acc"], reference["acc"], rtol=1e-6)  # float32
+        np.testing.assert_array_equal(values["f1"]["matrix"], reference["f1"]["matrix"])
+        assert float(values["largest"]["max"]) == float(reference["largest"]["max"])
+        assert float(values["count"]) == 21
+
+
+def test_axis_name_step_takes_the_same_step_on_every_member_after_a_nan(key):
+    state = train.TrainState.create(MLP(), optim.sgd(0.1), key)
+    x, y = blobs(32)
+    x[3] = np.nan  # on member 0 only
+    step = train.make_train_step(losses.cross_entropy, axis_name="data", jit=False)
+    # out_axes=None: vmap refuses values that differ between members
+    new, values = jax.vmap(step, (None, 0), None, axis_name="data")(state, _members((x, y)))
+    assert not bool(values["finite"])
+    assert tree_equal(new.params, state.params) and int(new.step) == 1
+
+
+def test_axis_name_step_outside_a_named_axis_says_how_to_run_it(key):
+    state = train.TrainState.create(MLP(), optim.sgd(0.1), key)
+    step = train.make_train_step(losses.cross_entropy, axis_name="data", donate=False)
+    with pytest.raises(NameError, match=r"jax.pmap\(step, axis_name='data'.*DataParallel"):
+        step(state, blobs(8))
+    with pytest.raises(TypeError, match="axis_name must be the name"):
+        train.make_eval_step(losses.cross_entropy, axis_name=0)
+
+
+def test_axis_name_step_draws_other_dropout_masks_on_every_member(key):
+    state = train.TrainState.create(nn.Sequential(nn.Dropout(0.5)), optim.sgd(0.1), key)
+    step = train.make_train_step(lambda out, y: jnp.mean(out), axis_name="data", jit=False)
+    x = np.ones((4, 64, 1), np.float32)  # the same rows on every member
+    losses_by_size = [
+        float(jax.vmap(step, (None, 0), None, axis_name="data")(state, (x[:n], x[:n]))[1]["loss"])
+        for n in (1, 4)
+    ]
+    assert losses_by_size[0] != losses_by_size[1]  # member 0's own mask, then four masks
