@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import itertools
 import math
 import threading
 import weakref
@@ -12,6 +13,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec, Sharding
 
 from ._collate import apply_transform, default_collate, map_batch, pad_batch, takes_key
 from ._dataset import Dataset
@@ -69,7 +71,19 @@ class DataLoader:
     **Prefetch and devices.** Batches are prepared ``prefetch`` ahead by background
     threads, and with ``device`` put on it there by ``jax.device_put``; with a
     ``jax.sharding.NamedSharding`` (e.g. ``PartitionSpec("data")``) each batch arrives
-    split across the devices for data-parallel training.
+    split across the devices for data-parallel training. A short last batch that the
+    devices do not divide arrives replicated (``PartitionSpec()``: every device holds it
+    whole), so neither ``drop_last`` nor ``pad_last`` is needed; a jitted step compiles
+    once more for its shape.
+
+    **Several processes.** When the sharding spans the devices of several processes
+    (after ``funcnet.parallel.init_distributed``), every process runs the same loader
+    (same dataset, ``batch_size``, ``seed``): each reads only its own rows of every
+    global batch, in the same shuffled order, and receives the global ``jax.Array``
+    (``jax.make_array_from_process_local_data``). ``batch_size`` stays the global batch
+    size (PyTorch's ``DistributedSampler`` makes it per process). A random transform
+    draws for each process's rows separately, so augmentation depends on the number of
+    processes.
 
     Args:
         dataset: a map-style dataset (``__len__`` and ``__getitem__``).
@@ -87,15 +101,18 @@ class DataLoader:
             calling thread when it is asked for. The fast path prepares whole chunks (about
             1 MiB, at most 32 batches), so it may hold more than ``prefetch`` batches.
         device: ``None`` (NumPy batches), a ``jax.Device``, or a ``jax.sharding.Sharding``
-            for every array of the batch. With a sharding, every batch must divide evenly
-            across it: use ``drop_last`` or ``pad_last``.
+            for every array of the batch. ``batch_size`` must divide evenly over the
+            sharding; a short last batch is replicated by a ``NamedSharding`` (another
+            sharding needs ``drop_last`` or ``pad_last`` for it).
         pad_last: zero-pad the last batch to ``batch_size`` so every batch has the same
             shape (a jit-compiled step never recompiles), and yield ``(batch, mask)``
             pairs for every batch: ``mask`` is a ``(batch_size,)`` bool array, False for
             the padding rows, on ``device`` like the batch.
 
     Raises:
-        ValueError: invalid sizes or seed, or both ``drop_last`` and ``pad_last``.
+        ValueError: invalid sizes or seed, both ``drop_last`` and ``pad_last``, a
+            ``batch_size`` that the sharding's devices do not divide, or a sharding that
+            spans several processes and is not a ``NamedSharding``.
         TypeError: ``dataset`` has no ``__len__``/``__getitem__``, or ``device`` is not a
             device or sharding.
 
@@ -150,6 +167,7 @@ class DataLoader:
         self.collate_fn = collate_fn
         self.transform = transform
         self.device = device
+        _Placement(device, self.batch_size)  # checks that batch_size splits evenly
         self._epoch = 0
         self._batch_index = 0
         self._resume = False  # load_state_dict set a mid-epoch position for the next iter
@@ -159,6 +177,12 @@ class DataLoader:
     def fast_path(self) -> bool:
         """Whether batches are gathered by ``dataset.gather`` (no per-sample Python)."""
         return self.collate_fn is None and callable(getattr(self.dataset, "gather", None))
+
+    @property
+    def mask_device(self) -> Any:
+        """Where the ``(batch_size,)`` masks go: ``device``, or for a ``NamedSharding`` the
+        sharding of the batch axis alone (``PartitionSpec(spec[0])``); None without a device."""
+        return mask_placement(self.device)
 
     @property
     def epoch(self) -> int:
@@ -278,16 +302,19 @@ class _EpochWork:
         self.collate = loader.collate_fn or default_collate
         self.transform = loader.transform
         self.random_transform = takes_key(loader.transform)
-        self.device = loader.device
+        self.placement = _Placement(loader.device, loader.batch_size)
         self.pad_last = loader.pad_last
         self.order = (
             np.random.default_rng([self.seed, epoch]).permutation(self.n)
             if loader.shuffle
             else None
         )
-        full_mask = np.ones(self.batch_size, dtype=bool)
-        full_mask.flags.writeable = False
-        self.full_mask = self._place_mask(full_mask) if self.pad_last else None
+        self.full_mask = None
+        if self.pad_last:
+            rows = self.placement.rows(self.batch_size)
+            full_mask = np.ones(self.batch_size if rows is None else len(rows), dtype=bool)
+            full_mask.flags.writeable = False
+            self.full_mask = self.placement.put_mask(full_mask, self.batch_size)
 
     def chunk_batches(self) -> int:
         """Batches per job: about ``_CHUNK_BYTES`` of data on the fast path, else one."""
@@ -301,23 +328,52 @@ class _EpochWork:
     def _indices(self, lo: int, hi: int) -> np.ndarray | slice:
         return slice(lo, hi) if self.order is None else self.order[lo:hi]
 
+    def _ids(self, part: slice | np.ndarray) -> np.ndarray:
+        """The dataset indices at ``part``'s positions of the epoch's order."""
+        positions = np.arange(part.start, part.stop) if isinstance(part, slice) else part
+        return positions if self.order is None else self.order[positions]
+
+    def _layout(self, b: int) -> tuple[int, int, np.ndarray | None]:
+        """``(count, real, rows)`` of batch ``b``: its rows as delivered (``batch_size``
+        with ``pad_last``), the samples among them, and the rows that this process reads
+        (None: all of them; see ``_Placement.rows``)."""
+        real = min(self.batch_size, self.n - b * self.batch_size)
+        count = self.batch_size if self.pad_last else real
+        return count, real, self.placement.rows(count)
+
+    def _positions(self, b: int) -> slice | np.ndarray:
+        """Positions, in the epoch's order, of the samples this process reads for batch
+        ``b``. A process whose rows of a padded batch are all padding reads the batch's
+        first sample, for the structure, and ``_finish`` drops it."""
+        _, real, rows = self._layout(b)
+        lo = b * self.batch_size
+        if rows is None:
+            return slice(lo, lo + real)
+        mine = rows[rows < real]
+        return lo + mine if len(mine) else slice(lo, lo + 1)
+
     def run(self, first: int, stop: int) -> list[Any]:
         """Builds batches ``first .. stop - 1`` of the epoch."""
-        size = self.batch_size
-        lo, hi = first * size, min(stop * size, self.n)
+        parts = [self._positions(b) for b in range(first, stop)]
         if self.fast:
-            cut = _slicer(self.gather(self._indices(lo, hi)))
-            raw = (cut(slice(start, start + size)) for start in range(0, hi - lo, size))
+            raw = self._gathered(parts)
         else:
-            raw = (
-                self.collate([self.dataset[int(i)] for i in self._sample_ids(b)])
-                for b in range(first, stop)
-            )
+            raw = (self.collate([self.dataset[int(i)] for i in self._ids(p)]) for p in parts)
         return [self._finish(b, batch) for b, batch in zip(range(first, stop), raw)]
 
-    def _sample_ids(self, b: int) -> range | np.ndarray:
-        lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, self.n)
-        return range(lo, hi) if self.order is None else self.order[lo:hi]
+    def _gathered(self, parts: list[slice | np.ndarray]) -> Iterator[Any]:
+        """The batches at ``parts``, gathered with one call (a view when unshuffled and
+        contiguous), then cut apart."""
+        if all(isinstance(p, slice) for p in parts):
+            chunk = self.gather(self._indices(parts[0].start, parts[-1].stop))
+            sizes = [p.stop - p.start for p in parts]
+        else:
+            ids = [self._ids(p) for p in parts]
+            chunk = self.gather(np.concatenate(ids))
+            sizes = [len(i) for i in ids]
+        cut = _slicer(chunk)
+        bounds = np.cumsum([0, *sizes]).tolist()
+        return (cut(slice(lo, hi)) for lo, hi in itertools.pairwise(bounds))
 
     def _finish(self, b: int, batch: Any) -> Any:
         if self.transform is not None:
@@ -327,37 +383,121 @@ class _EpochWork:
                 else None
             )
             batch = apply_transform(batch, self.transform, key)
+        count, real, rows = self._layout(b)
+        if rows is not None and not np.any(rows < real):  # only padding here: keep none
+            batch = map_batch(lambda leaf: leaf[:0], batch)
         if not self.pad_last:
-            return self._place(b, batch)
-        batch, mask = pad_batch(batch, self.batch_size)
+            return self.placement.put(batch, count, b)
+        batch, mask = pad_batch(batch, self.batch_size if rows is None else len(rows))
         if mask[-1]:
-            return self._place(b, batch), self.full_mask
-        return self._place(b, batch), self._place_mask(mask)
+            return self.placement.put(batch, count, b), self.full_mask
+        return self.placement.put(batch, count, b), self.placement.put_mask(mask, count)
 
-    def _place(self, b: int | str, batch: Any, device: Any = None) -> Any:
-        device = self.device if device is None else device
-        if device is None:
+
+def mask_placement(device: Any) -> Any:
+    """Where the ``(N,)`` masks of batches placed on ``device`` go: ``device`` itself, or
+    for a ``NamedSharding`` the sharding of the batch axis alone, ``PartitionSpec(spec[0])``."""
+    if isinstance(device, NamedSharding):
+        spec = device.spec[0] if len(device.spec) else None
+        return NamedSharding(device.mesh, PartitionSpec(spec))
+    return device
+
+
+def _row_shards(device: Any) -> int:
+    """Into how many pieces ``device`` splits a batch's leading axis (1 unless named)."""
+    if not isinstance(device, NamedSharding) or not len(device.spec):
+        return 1
+    axes = device.spec[0]
+    axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+    return math.prod(device.mesh.shape[axis] for axis in axes)
+
+
+class _Placement:
+    """Puts a loader's batches and masks where its ``device`` says, in one process or more.
+
+    A ``NamedSharding`` splits a batch's leading axis into ``shards`` pieces; a short last
+    batch that they do not divide is replicated over the mesh instead (every device holds
+    it whole). A sharding that spans several processes gets global arrays: each process
+    reads only its rows of a batch (:meth:`rows`) and they are assembled with
+    ``jax.make_array_from_process_local_data``.
+
+    Raises:
+        ValueError: ``batch_size`` does not split evenly, or a sharding that spans several
+            processes is not a ``NamedSharding``.
+    """
+
+    def __init__(self, device: Any, batch_size: int) -> None:
+        self.device = device
+        self.mask_device = mask_placement(device)
+        self.shards = _row_shards(device)
+        self.spans = isinstance(device, Sharding) and not device.is_fully_addressable
+        if self.spans and not isinstance(device, NamedSharding):
+            raise ValueError(
+                f"DataLoader: a sharding that spans several processes must be a "
+                f"jax.sharding.NamedSharding, got {device}; e.g. NamedSharding(Mesh("
+                "jax.devices(), ('data',)), PartitionSpec('data'))"
+            )
+        if batch_size % self.shards:
+            raise ValueError(
+                f"DataLoader: batch_size={batch_size} does not split over the {self.shards} "
+                f"devices that {device} splits the batch axis over; use a batch_size the "
+                f"devices divide (a multiple of {self.shards})"
+            )
+
+    def sharding(self, count: int) -> Any:
+        """Where a ``count``-row batch goes: ``device``, or replicated over its mesh when
+        the devices do not divide ``count`` (a short last batch)."""
+        if count % self.shards:
+            return NamedSharding(self.device.mesh, PartitionSpec())
+        return self.device
+
+    def rows(self, count: int) -> np.ndarray | None:
+        """The rows of a ``count``-row global batch this process holds, ascending (the
+        order ``jax.make_array_from_process_local_data`` expects), or None for all."""
+        if not self.spans or count % self.shards:
+            return None
+        index_map = self.mask_device.addressable_devices_indices_map((count,))
+        spans = sorted({index[0].indices(count)[:2] for index in index_map.values()})
+        rows = np.concatenate([np.arange(lo, hi) for lo, hi in spans])
+        return None if len(rows) == count else rows
+
+    def put(self, batch: Any, count: int, b: int | str) -> Any:
+        """Places batch ``b`` (this process's rows of its ``count`` when spanning)."""
+        return self._put(batch, count, self.sharding(count), b)
+
+    def put_mask(self, mask: np.ndarray, count: int) -> Any:
+        """Places a ``(count,)`` mask (this process's rows of it) like its batch's rows."""
+        return self._put(mask, count, self.mask_device, "mask")
+
+    def _put(self, batch: Any, count: int, sharding: Any, b: int | str) -> Any:
+        if sharding is None:
             return batch
-        if isinstance(device, jax.sharding.Sharding):  # a clear error before device_put's
-            shapes: list[tuple[int, ...]] = []
-            map_batch(lambda leaf: shapes.append(np.shape(leaf)), batch)
-            try:
-                for shape in shapes:
-                    device.shard_shape(shape)
-            except ValueError as e:
-                raise ValueError(
-                    f"DataLoader: cannot place batch {b} (shapes {shapes}) with {device}: {e}. "
-                    "With a sharding every batch must divide evenly: use drop_last=True or "
-                    "pad_last=True, and a batch_size the devices divide"
-                ) from e
-        return jax.device_put(batch, device)
+        if isinstance(sharding, Sharding):
+            _check_fits(batch, count, sharding, b)
+        if not self.spans:
+            return jax.device_put(batch, sharding)
+        return map_batch(
+            lambda leaf: jax.make_array_from_process_local_data(
+                sharding, leaf, (count, *np.shape(leaf)[1:])
+            ),
+            batch,
+        )
 
-    def _place_mask(self, mask: np.ndarray) -> Any:
-        device = self.device
-        if isinstance(device, jax.sharding.NamedSharding):  # shard like the batch axis
-            spec = device.spec[0] if len(device.spec) else None
-            device = jax.sharding.NamedSharding(device.mesh, jax.sharding.PartitionSpec(spec))
-        return self._place("mask", mask, device)
+
+def _check_fits(batch: Any, count: int, sharding: Sharding, b: int | str) -> None:
+    """A clear error before ``device_put``'s for arrays the sharding cannot split evenly."""
+    shapes: list[tuple[int, ...]] = []
+    map_batch(lambda leaf: shapes.append((count, *np.shape(leaf)[1:])), batch)
+    try:
+        for shape in shapes:
+            sharding.shard_shape(shape)
+    except ValueError as e:
+        raise ValueError(
+            f"DataLoader: cannot place batch {b} (shapes {shapes}) with {sharding}: {e}. "
+            "Every axis the sharding splits must divide evenly: use a batch_size the "
+            "devices divide; with a sharding other than a NamedSharding, also drop_last=True "
+            "or pad_last=True for a short last batch"
+        ) from e
 
 
 def _slicer(chunk: Any) -> Callable[[slice], Any]:

@@ -48,7 +48,10 @@ class Batches:
         self.pad = pad and not self.masked
         self.size: int | None = getattr(loader, "batch_size", None)
         self.convert = not isinstance(loader, DataLoader)
-        self._ones: np.ndarray | None = None
+        # Where a DataLoader puts batches and masks (None: NumPy batches, or another loader).
+        self.device = None if self.convert else loader.device
+        self.mask_device = None if self.convert else loader.mask_device
+        self._ones: Any = None
 
     @property
     def epoch(self) -> int:
@@ -92,11 +95,24 @@ class Batches:
         rows = _rows(batch)
         self.size = self.size or rows
         if rows == self.size:
-            if self._ones is None or len(self._ones) != rows:
-                self._ones = np.ones(rows, bool)
-            return batch, self._ones, None
+            return batch, self._full_mask(rows), None
         padded, mask = pad_batch(batch, self.size)
+        if self.device is not None:
+            # The loader placed the short batch its own way (a NamedSharding replicates
+            # it); padded, it goes back where full batches and their masks live, so the
+            # step sees the same shardings and does not compile again.
+            padded = jax.device_put(padded, self.device)
+            mask = jax.device_put(mask, self.mask_device)
         return padded, mask, None
+
+    def _full_mask(self, rows: int) -> Any:
+        """An all-True ``(rows,)`` mask, placed once where the loader puts masks."""
+        if self._ones is None or len(self._ones) != rows:
+            ones = np.ones(rows, bool)
+            self._ones = (
+                ones if self.mask_device is None else jax.device_put(ones, self.mask_device)
+            )
+        return self._ones
 
 
 def _rows(batch: Any) -> int:

@@ -430,6 +430,22 @@ def test_device_put_gives_jax_arrays_with_mask():
     assert [len(y) for _, y in sharded] == [4, 4, 2]
 
 
+def test_masks_go_where_the_batch_axis_goes():
+    ds = ArrayDataset(*_arrays(10))
+    assert DataLoader(ds, batch_size=4).mask_device is None
+    device = jax.devices()[0]
+    assert DataLoader(ds, batch_size=4, device=device).mask_device == device
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("data", "model"))
+    spec = jax.sharding.PartitionSpec("data", None, "model")  # (N, H, W, C) images
+    loader = DataLoader(ds, batch_size=4, device=jax.sharding.NamedSharding(mesh, spec))
+    assert loader.mask_device == jax.sharding.NamedSharding(
+        mesh, jax.sharding.PartitionSpec("data")
+    )
+    images = ArrayDataset(_arrays(10)[0])  # a sharding of rank 3 fits images alone
+    (x,), mask = next(iter(DataLoader(images, 4, pad_last=True, device=loader.device)))
+    assert x.sharding == loader.device and mask.sharding == loader.mask_device
+
+
 def test_repr():
     assert "fast path" in repr(DataLoader(ArrayDataset(*_arrays()), batch_size=4))
     assert "per-sample path" in repr(DataLoader(PerItem(*_arrays()), batch_size=4))
