@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from funcnet.checkpoint import _format, _layout
+from funcnet.checkpoint import _format, _layout, _multihost
 from funcnet.checkpoint._errors import CheckpointError
 from funcnet.checkpoint._restore import Checkpoint, _warn_skipped, restore_checkpoint
 from funcnet.checkpoint._save import check_step, save
@@ -25,9 +25,13 @@ class CheckpointManager:
     metrics are in each checkpoint's manifest), so a new manager on the same directory,
     e.g. after a restart, carries on where the old one stopped.
 
+    In a run of several processes, every process makes the same manager and calls
+    ``save`` (and ``delete``) at the same steps; process 0 writes and deletes, the others
+    wait for it (see ``funcnet.checkpoint.save``).
+
     Args:
         directory: the checkpoint directory, created on the first save. One manager (one
-            process) writes to it at a time.
+            run) writes to it at a time.
         max_to_keep: how many of the newest steps to keep; None keeps all.
         best_metric: the name of the metric that ranks checkpoints, e.g. ``"val_loss"``;
             None keeps no best ones.
@@ -124,7 +128,7 @@ class CheckpointManager:
         path = save(
             self.directory, tree, step, metadata=metadata, metrics=metrics, overwrite=overwrite
         )
-        self._prune()
+        _multihost.write_once(self._prune, f"funcnet.checkpoint.prune:{step}")
         return path
 
     def _ranked(self, entries: Mapping[int, tuple[Path, _format.Manifest]]) -> list[int]:
@@ -190,7 +194,9 @@ class CheckpointManager:
         """
         if step not in self.all_steps():
             raise CheckpointError(f"{self.directory}: no checkpoint of step {step} to delete")
-        _layout.delete_step(self.directory, step)
+        _multihost.write_once(
+            lambda: _layout.delete_step(self.directory, step), f"funcnet.checkpoint.delete:{step}"
+        )
 
     def all_steps(self) -> list[int]:
         """The complete checkpoints' steps, ascending."""

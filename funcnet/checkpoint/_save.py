@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 import os
 from collections.abc import Mapping
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from funcnet._version import __version__
-from funcnet.checkpoint import _format, _layout, _npz, _tree
+from funcnet.checkpoint import _format, _layout, _multihost, _npz, _tree
 from funcnet.checkpoint._errors import CheckpointError
 
 __all__ = ["save", "save_params"]
@@ -47,6 +48,12 @@ def save(
     or none, and never damages earlier ones. Arrays are copied off the device one at a
     time.
 
+    In a run of several processes every process calls ``save`` with the same tree:
+    arrays sharded across processes are gathered (``process_allgather``), process 0
+    writes the one checkpoint, and all processes return after it is complete (a barrier),
+    so a ``restore`` right after finds it. ``directory`` must then be on a file system
+    that every process that restores can read.
+
     Args:
         directory: the checkpoint directory (created if missing); one per training run.
         tree: any pytree of arrays (jax or NumPy, any supported dtype including bfloat16),
@@ -66,7 +73,8 @@ def save(
 
     Raises:
         CheckpointError: the step exists and ``overwrite`` is False, or writing failed
-            (e.g. disk full); nothing is left behind.
+            (e.g. disk full); nothing is left behind. With several processes, raised in
+            process 0.
         TypeError: a leaf, a dict key, the metadata or the metrics cannot be saved (the
             message names the path).
 
@@ -85,15 +93,25 @@ def save(
     if metadata is not None and not isinstance(metadata, Mapping):
         raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
     encoded = _tree.encode(tree)
-    return _layout.write_step(
-        Path(directory),
-        step,
-        encoded,
-        metadata=_format.json_value(metadata or {}, "metadata"),
-        metrics=_format.json_metrics(metrics),
-        funcnet_version=__version__,
-        overwrite=overwrite,
+    encoded = dataclasses.replace(encoded, values=_multihost.gather(encoded.values))
+    metadata, metrics = (
+        _format.json_value(metadata or {}, "metadata"),
+        _format.json_metrics(metrics),
     )
+    directory = Path(directory)
+    _multihost.write_once(
+        lambda: _layout.write_step(
+            directory,
+            step,
+            encoded,
+            metadata=metadata,
+            metrics=metrics,
+            funcnet_version=__version__,
+            overwrite=overwrite,
+        ),
+        f"funcnet.checkpoint.save:{step}",
+    )
+    return directory / _layout.step_dir_name(step)
 
 
 def save_params(path: str | os.PathLike[str], params: Any) -> Path:
@@ -102,7 +120,8 @@ def save_params(path: str | os.PathLike[str], params: Any) -> Path:
     The file holds one array per leaf under PyTorch-style dotted names (``fc1.weight``)
     and a JSON header, ``__funcnet__.json``, with the tree's structure, dtypes and a
     SHA-256 per array; ``numpy.load(path)`` reads it without funcnet. An existing file is
-    replaced atomically. Read it back with ``load_params``.
+    replaced atomically. Read it back with ``load_params``. With several processes, every
+    process calls it and process 0 writes the file, as for ``save``.
 
     Args:
         path: the file to write, conventionally ending in ``.npz`` (no suffix is added).
@@ -117,6 +136,7 @@ def save_params(path: str | os.PathLike[str], params: Any) -> Path:
     """
     path = Path(path)
     encoded = _tree.encode(params)
+    encoded = dataclasses.replace(encoded, values=_multihost.gather(encoded.values))
     version = __version__
 
     def header(leaves: tuple[_format.Leaf, ...]) -> dict[str, bytes]:
@@ -125,11 +145,15 @@ def save_params(path: str | os.PathLike[str], params: Any) -> Path:
         )
         return {_format.PARAMS_HEADER: _format.dump_manifest(fields)}
 
-    try:
-        return _layout.write_file(
-            path, lambda f: _npz.write_arrays(f, encoded.leaves, encoded.values, header)
-        )
-    except OSError as exc:
-        if isinstance(exc, CheckpointError):
-            raise
-        raise CheckpointError(f"could not save params to {path} ({exc})") from exc
+    def write() -> None:
+        try:
+            _layout.write_file(
+                path, lambda f: _npz.write_arrays(f, encoded.leaves, encoded.values, header)
+            )
+        except OSError as exc:
+            if isinstance(exc, CheckpointError):
+                raise
+            raise CheckpointError(f"could not save params to {path} ({exc})") from exc
+
+    _multihost.write_once(write, f"funcnet.checkpoint.save_params:{path}")
+    return path

@@ -207,5 +207,13 @@ def to_output(leaf: Leaf, value: Any, target_leaf: Any, as_numpy: bool) -> Any:
 
 
 def _place(value: Any, target_leaf: Any) -> jax.Array:
+    """``value`` on the device: with the target leaf's sharding when it has one (also one
+    that spans several processes), else on the default device. A target array that jax
+    may still move (not committed, e.g. fresh from ``model.init``) gives one that jax may
+    move too, so it follows the other arguments of a jitted step."""
     sharding = getattr(target_leaf, "sharding", None)
-    return jax.device_put(value, sharding) if sharding is not None else jax.device_put(value)
+    if sharding is None or not getattr(target_leaf, "committed", True):
+        return jax.device_put(value)
+    if not sharding.is_fully_addressable:
+        return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+    return jax.device_put(value, sharding)
