@@ -308,12 +308,21 @@ class SwapEMAWeights(Callback):
         loop.state, self._trained = loop.state.replace(params=self._trained), None
 
 
+def writes_files() -> bool:
+    """Whether this process writes logs: process 0 of a multi-process run (or the only one)."""
+    return jax.process_index() == 0
+
+
 class _FileLogger(Callback):
+    """A log file that only process 0 writes (every process runs the same callbacks)."""
+
     def __init__(self, path: str | os.PathLike, append: bool = False) -> None:
         self.path = os.fspath(path)
         self.append = append
 
     def on_fit_begin(self, loop: Any) -> None:
+        if not writes_files():
+            return
         parent = os.path.dirname(self.path)
         if parent:
             os.makedirs(parent, exist_ok=True)
@@ -322,9 +331,12 @@ class _FileLogger(Callback):
 
 
 class CSVLogger(_FileLogger):
-    """Appends one CSV row per epoch (the History record) to ``path``."""
+    """Appends one CSV row per epoch (the History record) to ``path``; in a run of several
+    processes, process 0 writes it."""
 
     def on_epoch_end(self, loop: Any, logs: dict[str, Any]) -> None:
+        if not writes_files():
+            return
         exists = os.path.exists(self.path) and os.path.getsize(self.path) > 0
         with open(self.path, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(logs), extrasaction="ignore")
@@ -335,7 +347,8 @@ class CSVLogger(_FileLogger):
 
 class JSONLogger(_FileLogger):
     """Appends one JSON line per epoch (``{"type": "epoch", ...}``) and, with
-    ``steps=True``, one per fetched step (``{"type": "step", ...}``) to ``path``."""
+    ``steps=True``, one per fetched step (``{"type": "step", ...}``) to ``path``; in a run
+    of several processes, process 0 writes it."""
 
     def __init__(self, path: str | os.PathLike, append: bool = False, steps: bool = False) -> None:
         super().__init__(path, append)
@@ -347,10 +360,11 @@ class JSONLogger(_FileLogger):
             f.write(json.dumps(record) + "\n")
 
     def on_fetch(self, loop: Any, logs: dict[str, Any]) -> None:
-        if self.steps:
+        if self.steps and writes_files():
             for record in loop.history.steps[self._written :]:
                 self._write({"type": "step", **record})
             self._written = len(loop.history.steps)
 
     def on_epoch_end(self, loop: Any, logs: dict[str, Any]) -> None:
-        self._write({"type": "epoch", **logs})
+        if writes_files():
+            self._write({"type": "epoch", **logs})

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import IO, Any
 
+import jax
 from tqdm import tqdm
 from tqdm.utils import disp_len
 
@@ -93,6 +94,8 @@ class Progress:
     - ``"auto"``: ``"bar"`` in Jupyter or on a terminal, ``"log"`` otherwise.
 
     A Progress can be passed to several ``fit`` calls: each one starts with :meth:`begin`.
+    In a run of several processes only process 0 shows anything (the others turn
+    ``"quiet"`` at :meth:`begin`).
 
     Args:
         mode: one of the modes above.
@@ -136,9 +139,14 @@ class Progress:
         self._last_line = 0.0
 
     def begin(self, final_epoch: int) -> None:
-        """Starts a fit whose last epoch is ``final_epoch`` (1-based, for the labels)."""
+        """Starts a fit whose last epoch is ``final_epoch`` (1-based, for the labels).
+
+        In a run of several processes, every process but process 0 turns ``"quiet"`` here.
+        """
         self.close()
         self._final = final_epoch
+        if jax.process_index() != 0:
+            self.mode = "quiet"
 
     def start_epoch(self, epoch: int, total: int | None, initial: int) -> None:
         """Starts ``epoch`` (0-based) of ``total`` batches (None: unknown), ``initial`` done."""

@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from funcnet.train._callbacks import Callback
+from funcnet.train._callbacks import Callback, writes_files
 
 __all__ = ["TensorBoard"]
 
@@ -145,7 +145,8 @@ class TensorBoard(Callback):
 
     Each write appends to the callback's event files and closes them, so the data is on disk
     as soon as a hook returns, nothing stays open if fit fails, and a second fit (or a
-    resumed run) adds to the same curves.
+    resumed run) adds to the same curves. In a run of several processes, process 0 writes
+    them.
 
     Args:
         log_dir: the run's directory.
@@ -169,7 +170,7 @@ class TensorBoard(Callback):
         self._written = len(loop.history.steps)
 
     def on_fetch(self, loop: Any, logs: dict[str, Any]) -> None:
-        if not self._every:
+        if not self._every or not writes_files():
             return
         records = loop.history.steps[self._written :]
         self._written = len(loop.history.steps)
@@ -182,6 +183,8 @@ class TensorBoard(Callback):
             self._train.write(events)
 
     def on_epoch_end(self, loop: Any, logs: dict[str, Any]) -> None:
+        if not writes_files():
+            return
         epoch = int(logs.get("epoch", loop.epoch))
         values = _scalars(logs, ("epoch",))
         train = {f"epoch_{k}": v for k, v in values.items() if not k.startswith("val_")}
