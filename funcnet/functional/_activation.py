@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -63,11 +65,26 @@ def softplus(x: jax.Array, beta: float = 1.0, threshold: float = 20.0) -> jax.Ar
     return jnp.where(bx > threshold, x, jnp.logaddexp(bx, 0.0) / beta)
 
 
+def _in_float32(fn: Callable[..., jax.Array], x: jax.Array, dim: int) -> jax.Array:
+    """``fn(x, axis=dim)``; a 16-bit float ``x`` computed in float32 (PyTorch's "opmath"
+    type) and the result rounded once to its dtype."""
+    dtype = jnp.result_type(x)
+    if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
+        return fn(jnp.asarray(x, jnp.float32), axis=dim).astype(dtype)
+    return fn(x, axis=dim)
+
+
 def softmax(x: jax.Array, dim: int = -1) -> jax.Array:
-    """exp(x) / sum(exp(x)) along ``dim`` (default the last axis: channels-last)."""
-    return jax.nn.softmax(x, axis=dim)
+    """exp(x) / sum(exp(x)) along ``dim`` (default the last axis: channels-last).
+
+    bfloat16 and float16 inputs are computed in float32 and rounded once to the input's
+    dtype, as PyTorch does: in bfloat16, ``x − max`` and ``exp`` would each round (up
+    to 14 % error at logits of size 16).
+    """
+    return _in_float32(jax.nn.softmax, x, dim)
 
 
 def log_softmax(x: jax.Array, dim: int = -1) -> jax.Array:
-    """x − logsumexp(x) along ``dim``, computed stably."""
-    return jax.nn.log_softmax(x, axis=dim)
+    """x − logsumexp(x) along ``dim``, computed stably; 16-bit floats in float32, the
+    result in the input's dtype (as ``softmax``)."""
+    return _in_float32(jax.nn.log_softmax, x, dim)

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from funcnet.errors import FrozenModuleError, PyTorchAttributeError, ShapeError, UsageError
+from funcnet.mixed_precision._policy import Policy, get_policy, has_floating
 from funcnet.nn._summary import summarize
 
 __all__ = ["Buffer", "Context", "Module", "Parameter"]
@@ -245,6 +246,7 @@ class Module(metaclass=_ModuleMeta):
         *args: Any,
         train: bool = False,
         key: jax.Array | None = None,
+        precision: str | Policy | None = None,
         **kwargs: Any,
     ) -> tuple[Any, State]:
         """Runs the module: a pure function of its arguments.
@@ -256,10 +258,20 @@ class Module(metaclass=_ModuleMeta):
             train: training mode (dropout active, batch statistics used and updated). A
                 Python bool: under ``jax.jit`` close over it or mark it static.
             key: a PRNG key, needed when a layer draws random numbers in this mode.
+            precision: a mixed-precision policy (``funcnet.mixed_precision.Policy``) or
+                its name: ``"bf16"``, ``"fp16"``, ``"float32"``. The floating inputs are
+                cast to its compute dtype (integer and boolean ones stay), the layers
+                compute in it, the floating outputs are cast to its output dtype;
+                ``params`` are not cast (layers cast them at use). None (default): no
+                casting at all. A ``forward`` keyword named ``precision`` cannot be
+                passed through ``apply``.
             **kwargs: keyword inputs of ``forward``.
 
         Returns:
             ``(output, new_state)``; ``new_state`` has the structure of ``state``.
+
+        Raises:
+            ValueError: an unknown ``precision`` name (the message lists the choices).
         """
         if not isinstance(params, Mapping) or not isinstance(state, Mapping):
             bad, value = ("params", params) if not isinstance(params, Mapping) else ("state", state)
@@ -272,7 +284,12 @@ class Module(metaclass=_ModuleMeta):
                 f"{type(self).__name__}.apply: train must be a Python bool, got {type(train).__name__}"
                 " (under jax.jit, close over it or mark it static)"
             )
-        return self._run(params, state, args, kwargs, train=train, key=key)
+        policy = get_policy(precision)
+        if policy is None:
+            return self._run(params, state, args, kwargs, train=train, key=key)
+        args, kwargs = policy.cast_to_compute((args, kwargs))
+        out, new_state = self._run(params, state, args, kwargs, train=train, key=key, policy=policy)
+        return policy.cast_to_output(out), new_state
 
     def _run(
         self,
@@ -285,8 +302,11 @@ class Module(metaclass=_ModuleMeta):
         key: jax.Array | None,
         recorder: list | None = None,
         path: str = "model",
+        policy: Policy | None = None,
     ) -> tuple[Any, State]:
-        root = _Root(train=train, key=key, state=state)
+        # A container that runs its blocks through _run (LayerStack, Remat) passes its
+        # ctx.policy on; inputs and outputs are cast by apply alone.
+        root = _Root(train=train, key=key, state=state, policy=policy)
         root.recorder = recorder
         ctx = Context(self, path, params, (), root)
         return _recorded_forward(self, ctx, args, kwargs), root.state_out
@@ -304,7 +324,13 @@ class Module(metaclass=_ModuleMeta):
         # The attribute path names the operations (trace time only): profiles and compiled
         # HLO read "layers.0/self_attn/dot_general" instead of "dot_general".
         with jax.named_scope(child.path[len(ctx.path) + 1 :]):
-            return _recorded_forward(self, child, args, kwargs)
+            out = _recorded_forward(self, child, args, kwargs)
+            policy = ctx._root.policy
+            if policy is None or has_floating((args, kwargs)):
+                return out
+            # A layer with no floating input (an Embedding of token ids) starts the
+            # activations: they begin in the policy's compute dtype.
+            return policy.cast_to_compute(out)
 
     # ------------------------------------------------------------------- display
     def extra_repr(self) -> str:
@@ -485,11 +511,18 @@ def _binds(signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str
 class _Root:
     """What one ``apply`` call shares between all contexts: mode, key, new state."""
 
-    __slots__ = ("key", "recorder", "state_out", "train")
+    __slots__ = ("key", "policy", "recorder", "state_out", "train")
 
-    def __init__(self, train: bool, key: jax.Array | None, state: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        train: bool,
+        key: jax.Array | None,
+        state: Mapping[str, Any],
+        policy: Policy | None = None,
+    ) -> None:
         self.train = train
         self.key = key
+        self.policy = policy
         self.state_out = _copy_dicts(state)
         self.recorder: list[tuple[str, Module, Any]] | None = None
 
@@ -507,6 +540,7 @@ class Context:
         path: its dotted path from the root, e.g. ``"model.encoder.fc1"`` (for messages).
         params: its slice of the parameter dict (read-only by convention).
         train: whether the call is in training mode.
+        policy: the mixed-precision policy of the ``apply`` call, or None.
     """
 
     __slots__ = (
@@ -543,6 +577,11 @@ class Context:
     @property
     def train(self) -> bool:
         return self._root.train
+
+    @property
+    def policy(self) -> Policy | None:
+        """The mixed-precision policy of this ``apply`` call (``precision=``), or None."""
+        return self._root.policy
 
     # ------------------------------------------------------------------ params
     def param(self, name: str, dtype: Any = None) -> jax.Array:

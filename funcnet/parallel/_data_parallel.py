@@ -15,6 +15,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
 from funcnet.data import pad_batch
+from funcnet.mixed_precision import Policy
 from funcnet.train import make_eval_step, make_train_step
 from funcnet.train._objective import LossFn, MetricFns, Objective
 
@@ -105,12 +106,16 @@ class DataParallel:
         batch_fn: Callable[[Any], tuple[Any, Any]] | None = None,
         on_nonfinite: str = "error",
         donate: bool = True,
+        precision: str | Policy | None = None,
     ) -> ParallelStep:
         """``step(state, batch, mask=None) -> (state, metrics)`` on all the devices.
 
         The arguments are :func:`funcnet.train.make_train_step`'s, with its meaning of
         every value: ``metrics`` are the global batch's (count-weighted means, streaming
-        states merged), ``count`` the global number of valid rows.
+        states merged), ``count`` the global number of valid rows. ``precision`` (with
+        the optimizer in ``mixed_precision.with_loss_scale`` for float16) applies on
+        every device; the overflow check is the global batch's, so all devices skip the
+        same steps.
 
         Returns:
             A :class:`ParallelStep`; the state it returns is replicated on the devices.
@@ -123,6 +128,7 @@ class DataParallel:
             on_nonfinite=on_nonfinite,
             jit=False,
             axis_name=self.axis_name,
+            precision=precision,
         )
         return ParallelStep(self, local, train=True, donate=donate)
 
@@ -133,6 +139,7 @@ class DataParallel:
         metrics: MetricFns | None = None,
         has_aux: bool = False,
         batch_fn: Callable[[Any], tuple[Any, Any]] | None = None,
+        precision: str | Policy | None = None,
     ) -> ParallelStep:
         """``eval_step(state, batch, mask=None) -> metrics`` on all the devices, with
         :func:`funcnet.train.make_eval_step`'s arguments and the global batch's values."""
@@ -143,6 +150,7 @@ class DataParallel:
             batch_fn=batch_fn,
             jit=False,
             axis_name=self.axis_name,
+            precision=precision,
         )
         return ParallelStep(self, local, train=False, donate=False)
 

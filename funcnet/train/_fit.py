@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from funcnet import optim
+from funcnet.mixed_precision import Policy
 from funcnet.train._batches import Batches
 from funcnet.train._callbacks import Callback, CallbackList
 from funcnet.train._epoch_metrics import EpochMetrics
@@ -48,6 +49,7 @@ def evaluate(
     batch_fn: Callable[[Any], tuple[Any, Any]] | None = None,
     has_aux: bool = False,
     eval_step: Step | None = None,
+    precision: str | Policy | None = None,
 ) -> dict[str, float | list]:
     """Runs the model in eval mode over one pass of ``loader`` and reports loss and metrics.
 
@@ -66,11 +68,16 @@ def evaluate(
         batch_fn: ``batch_fn(batch) -> (inputs, targets)`` (see :func:`make_train_step`).
         has_aux: ``loss_fn`` returns ``(loss, {name: value})``.
         eval_step: a step from :func:`make_eval_step` (built from the above when omitted).
+        precision: the mixed-precision policy of the step built here (see
+            :func:`make_train_step`).
 
     Returns:
         ``{name: value}``: floats, and lists for per-class results (``average=None``).
     """
-    step = eval_step or make_eval_step(loss_fn, metrics=metrics, has_aux=has_aux, batch_fn=batch_fn)
+    _check_precision(precision, eval_step is None)
+    step = eval_step or make_eval_step(
+        loss_fn, metrics=metrics, has_aux=has_aux, batch_fn=batch_fn, precision=precision
+    )
     objective = _objective_of(step, metrics)
     batches = Batches(loader, pad=objective.takes_mask)
     epoch = EpochMetrics(objective.streaming)
@@ -98,6 +105,7 @@ def fit(
     eval_step: Step | None = None,
     has_aux: bool = False,
     on_nonfinite: str = "error",
+    precision: str | Policy | None = None,
 ) -> tuple[TrainState, History]:
     """Trains ``state`` for ``epochs`` epochs of ``train_loader``: Keras' ``fit``.
 
@@ -143,6 +151,11 @@ def fit(
         has_aux: ``loss_fn`` returns ``(loss, {name: value})``.
         on_nonfinite: ``"error"`` (stop with :class:`NonFiniteLossError` naming the step;
             parameters stay finite), ``"skip"`` (skip such steps and go on) or ``"ignore"``.
+        precision: a mixed-precision policy or its name (``"bf16"``, ``"fp16"``) for the
+            steps built here (see :func:`make_train_step`); pass it to
+            ``make_train_step`` / ``make_eval_step`` for steps you build. With a loss
+            scale in the optimizer state, the history's steps hold ``loss_scale`` and
+            ``skipped``, and an overflow is a skipped step, not an error.
 
     Returns:
         ``(state, history)``.
@@ -153,14 +166,16 @@ def fit(
         NonFiniteLossError: with ``on_nonfinite="error"``, at the first fetch after a step
             whose loss was not finite.
     """
+    _check_precision(
+        precision, train_step is None or (eval_loader is not None and eval_step is None)
+    )
+    steps = {"metrics": metrics, "has_aux": has_aux, "batch_fn": batch_fn, "precision": precision}
     if train_step is None:
         if loss_fn is None:
             raise ValueError("fit needs loss_fn=... (or a train_step)")
-        train_step = make_train_step(
-            loss_fn, metrics=metrics, has_aux=has_aux, batch_fn=batch_fn, on_nonfinite=on_nonfinite
-        )
+        train_step = make_train_step(loss_fn, on_nonfinite=on_nonfinite, **steps)
     if eval_loader is not None and eval_step is None:
-        eval_step = make_eval_step(loss_fn, metrics=metrics, has_aux=has_aux, batch_fn=batch_fn)
+        eval_step = make_eval_step(loss_fn, **steps)
     objective = _objective_of(train_step, metrics)
     batches = Batches(train_loader, pad=objective.takes_mask)
     first, stop = _epoch_range(batches.epoch, epochs, initial_epoch)
@@ -178,6 +193,17 @@ def fit(
     )
     _run(loop, batches, train_step, range(first, stop), (eval_step, metrics), max_steps, log_every)
     return loop.state, loop.history
+
+
+def _check_precision(precision: Any, builds_a_step: bool) -> None:
+    """``precision=`` shapes only the steps fit and evaluate build: an error when they
+    build none (every step needed was given)."""
+    if precision is not None and not builds_a_step:
+        raise ValueError(
+            f"precision={precision!r} applies to the steps fit and evaluate build, and "
+            "every step was given: build them with make_train_step(..., precision=...) "
+            "and make_eval_step(..., precision=...) instead"
+        )
 
 
 def _epoch_range(current: int, epochs: int, initial_epoch: int | None) -> tuple[int, int]:

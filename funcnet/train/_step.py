@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from funcnet import optim
+from funcnet.mixed_precision import LossScaleState, Policy, find_loss_scale, get_policy
 from funcnet.train._objective import (
     LossFn,
     MetricFns,
@@ -33,9 +34,15 @@ NONFINITE_MODES = ("error", "skip", "ignore")
 Guard = Callable[[TrainState, jax.Array, Any, Any], tuple[TrainState, jax.Array | None]]
 
 
-def _apply_model(state: TrainState, params: Any, x: Any, train: bool, key: Any) -> tuple[Any, Any]:
+def _apply_model(
+    state: TrainState, params: Any, x: Any, train: bool, key: Any, policy: Policy | None
+) -> tuple[Any, Any]:
     args = x if isinstance(x, tuple) else (x,)
-    return state.model.apply(params, state.model_state, *args, train=train, key=key)
+    if policy is None:
+        return state.model.apply(params, state.model_state, *args, train=train, key=key)
+    return state.model.apply(
+        params, state.model_state, *args, train=train, key=key, precision=policy
+    )
 
 
 def _keep_if(finite: jax.Array, new: Any, old: Any) -> Any:
@@ -62,7 +69,23 @@ def _guard_ignore(state: TrainState, loss: jax.Array, grads: Any, model_state: A
     return state.apply_gradients(grads, model_state=model_state), None
 
 
+def _guard_scaled(state: TrainState, loss: jax.Array, grads: Any, model_state: Any) -> Any:
+    # With a loss scale the optimizer wrapper skips a step whose gradients overflow and
+    # backs off its scale; a non-finite loss poisons the gradients so that it is skipped
+    # too (zeroing elements here would hide the overflow from the wrapper).
+    finite = jnp.isfinite(loss)
+    grads = jax.tree_util.tree_map(lambda g: jnp.where(finite, g, jnp.nan).astype(g.dtype), grads)
+    model_state = _keep_if(finite, model_state, state.model_state)
+    return state.apply_gradients(grads, model_state=model_state), finite
+
+
 _GUARDS: dict[str, Guard] = {"error": _guard_error, "skip": _guard_skip, "ignore": _guard_ignore}
+#: The guards of a step whose optimizer state holds a loss scale (`with_loss_scale`).
+_SCALED_GUARDS: dict[str, Guard] = {
+    "error": _guard_scaled,
+    "skip": _guard_scaled,
+    "ignore": _guard_ignore,
+}
 
 
 def make_train_step(
@@ -75,6 +98,7 @@ def make_train_step(
     donate: bool = True,
     jit: bool = True,
     axis_name: str | None = None,
+    precision: str | Policy | None = None,
 ) -> Callable[..., tuple[TrainState, dict[str, Any]]]:
     """Builds ``step(state, batch, mask=None) -> (new_state, metrics)``.
 
@@ -126,11 +150,33 @@ def make_train_step(
             statistics); each member draws its own dropout masks
             (``fold_in(state.step_key(), axis_index)``). One ``psum`` carries it all.
             :class:`funcnet.parallel.DataParallel` builds and runs such steps.
+        precision: a mixed-precision policy or its name (``"bf16"``, ``"fp16"``,
+            ``"float32"``; see ``funcnet.mixed_precision.Policy``), passed to
+            ``model.apply``: the forward and backward passes compute in its compute
+            dtype, the loss sees its output dtype, the parameters (which must be of its
+            param dtype) and the optimizer state keep theirs. None (default): the model
+            runs as it is. A float16 policy needs a loss scale in the optimizer state.
+
+    **Loss scaling.** When the optimizer state holds a loss scale (the optimizer wrapped
+    in ``funcnet.mixed_precision.with_loss_scale``: PyTorch's ``GradScaler``), whatever
+    ``precision``, the step differentiates ``loss * scale``; the wrapper unscales the
+    gradients, skips a step whose gradients are not all finite (parameters and optimizer
+    state untouched) and adjusts the scale. ``on_nonfinite`` then zeroes no gradient
+    elements: ``"error"`` and ``"skip"`` count a non-finite loss as an overflow (the step
+    is skipped) and keep the model state; ``"error"`` still makes ``fit`` stop at a
+    non-finite loss, not at an overflow. The metrics add ``loss_scale`` (the scale this
+    step used) and ``skipped`` (whether its update was skipped).
 
     Returns:
-        The step function. Its ``metrics`` hold ``loss``, the auxiliary and metric values,
-        ``count`` (valid rows) when a mask is passed and, unless ``on_nonfinite="ignore"``,
-        ``finite``. Its attribute ``objective`` tells ``fit`` how to feed it.
+        The step function. Its ``metrics`` hold ``loss`` (unscaled), the auxiliary and
+        metric values, ``count`` (valid rows) when a mask is passed, ``finite`` unless
+        ``on_nonfinite="ignore"``, and ``loss_scale`` and ``skipped`` with a loss scale.
+        Its attribute ``objective`` tells ``fit`` how to feed it.
+
+    Raises:
+        ValueError: an unknown ``on_nonfinite`` or ``precision``; when the step is traced,
+            parameters not of the policy's param dtype, or a float16 policy without a
+            loss scale in the optimizer state.
 
     Examples:
         >>> step = make_train_step(losses.cross_entropy, metrics={"acc": metrics.accuracy})
@@ -141,9 +187,8 @@ def make_train_step(
     if loss_fn is None:
         raise TypeError("make_train_step needs a loss_fn(outputs, targets) -> scalar")
     objective = Objective(loss_fn, metrics, has_aux, batch_fn)
-    guard = _GUARDS[on_nonfinite]
     name = None if axis_name is None else _check_axis_name(axis_name)
-    step = _train_step(objective, guard, name)
+    step = _train_step(objective, on_nonfinite, name, get_policy(precision))
     compiled = jax.jit(step, donate_argnums=(0,) if donate else ()) if jit else step
     compiled.objective = objective  # type: ignore[attr-defined]
     return compiled
@@ -158,31 +203,63 @@ def _check_axis_name(axis_name: Any) -> str:
     return axis_name
 
 
-def _train_step(objective: Objective, guard: Guard, axis_name: str | None) -> Callable[..., Any]:
+def _train_step(
+    objective: Objective, on_nonfinite: str, axis_name: str | None, policy: Policy | None
+) -> Callable[..., Any]:
     """The step on the whole batch, or on one member's part of it combined across
     ``axis_name`` (see make_train_step)."""
 
     def step(state: TrainState, batch: Any, mask: jax.Array | None = None) -> Any:
         x, y = objective.split(batch)
+        scaling = _loss_scaling(state, policy)
+        scale = None if scaling is None else scaling.scale
 
-        def compute(params: Any) -> tuple[jax.Array, tuple[Any, Any, dict]]:
-            out, model_state = _apply_model(state, params, x, True, _key(state, axis_name))
+        def compute(params: Any) -> tuple[jax.Array, tuple[Any, Any, Any, dict]]:
+            out, model_state = _apply_model(state, params, x, True, _key(state, axis_name), policy)
             loss, aux = objective.loss(out, y, mask)
-            return loss, (out, model_state, aux)
+            return (loss if scale is None else loss * scale), (loss, out, model_state, aux)
 
-        (loss, (out, model_state, aux)), grads = jax.value_and_grad(compute, has_aux=True)(
+        (_, (loss, out, model_state, aux)), grads = jax.value_and_grad(compute, has_aux=True)(
             _varying(state.params, axis_name)
         )
         values = {"loss": loss, **aux, **objective.values(out, y, mask)}
         values, grads, model_state = _whole_batch(
             objective, axis_name, x, mask, values, grads, model_state
         )
+        guard = (_GUARDS if scaling is None else _SCALED_GUARDS)[on_nonfinite]
         new, finite = guard(state, values["loss"], grads, model_state)
         if finite is not None:
             values["finite"] = finite
+        if scaling is not None:
+            applied = find_loss_scale(new.opt_state).inner_state.last_finite
+            values.update(loss_scale=scaling.scale, skipped=~applied)
         return new, values
 
     return step
+
+
+def _loss_scaling(state: TrainState, policy: Policy | None) -> LossScaleState | None:
+    """The optimizer state's loss scale, after checking (at trace time) that the
+    parameters have the policy's param dtype and that a float16 policy has a scale."""
+    scaling = find_loss_scale(state.opt_state)
+    if policy is None:
+        return scaling
+    for path, leaf in jax.tree_util.tree_leaves_with_path(state.params):
+        dtype = jnp.result_type(leaf)
+        if jnp.issubdtype(dtype, jnp.floating) and dtype != policy.param_dtype:
+            raise ValueError(
+                f"precision={policy}: parameter {jax.tree_util.keystr(path)} is {dtype}, "
+                f"not the policy's param_dtype {policy.param_dtype}; cast the parameters "
+                "with policy.cast_to_param(params) and pass them to TrainState.create(..., "
+                "params=...), or choose a Policy with that param_dtype"
+            )
+    if policy.needs_loss_scale and scaling is None:
+        raise ValueError(
+            f"precision={policy} computes in float16, whose gradients underflow without "
+            "loss scaling: wrap the optimizer, TrainState.create(model, "
+            "funcnet.mixed_precision.with_loss_scale(optimizer), key) (PyTorch's GradScaler)"
+        )
+    return scaling
 
 
 def _key(state: TrainState, axis_name: str | None) -> jax.Array:
@@ -267,6 +344,7 @@ def make_eval_step(
     batch_fn: Callable[[Any], tuple[Any, Any]] | None = None,
     jit: bool = True,
     axis_name: str | None = None,
+    precision: str | Policy | None = None,
 ) -> Callable[..., dict[str, Any]]:
     """Builds ``eval_step(state, batch, mask=None) -> metrics`` (eval mode, no key).
 
@@ -279,17 +357,23 @@ def make_eval_step(
         axis_name: as for :func:`make_train_step`: the step runs on every member of
             that named axis and reports the global batch's count-weighted loss and
             metrics, streaming states merged, and the global ``count``.
+        precision: as for :func:`make_train_step` (the model runs under the policy;
+            float16 needs no loss scale here).
 
     Returns:
         The eval step; its metrics hold ``loss`` (when ``loss_fn`` is given), the metric
         values, and ``count`` (valid rows).
+
+    Raises:
+        ValueError: an unknown ``precision``.
     """
     objective = Objective(loss_fn, metrics, has_aux, batch_fn)
     name = None if axis_name is None else _check_axis_name(axis_name)
+    policy = get_policy(precision)
 
     def eval_step(state: TrainState, batch: Any, mask: jax.Array | None = None) -> dict:
         x, y = objective.split(batch)
-        out, _ = _apply_model(state, state.params, x, False, None)
+        out, _ = _apply_model(state, state.params, x, False, None, policy)
         values: dict[str, Any] = {}
         if loss_fn is not None:
             loss, aux = objective.loss(out, y, mask)

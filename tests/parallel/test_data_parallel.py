@@ -238,3 +238,43 @@ def test_a_batch_the_devices_do_not_divide_needs_a_loss_with_mask(collectives):
         error = collectives[backend]["error"]
         assert error is not None and "a batch of 30 rows does not split evenly" in error
         assert "drop_last=True" in error and "mask=" in error
+
+
+LOSS_SCALE = """
+from funcnet import mixed_precision as mp
+
+x, y = blobs(64)
+batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)] * 2
+
+def create16():
+    # 2**40 overflows float16 gradients; each overflow divides the scale by 2**10
+    scaler = mp.DynamicLossScale(init_scale=2.0**40, backoff_factor=2.0**-10, growth_interval=3)
+    return train.TrainState.create(MLP(), mp.with_loss_scale(optim.adam(1e-2), scaler),
+                                   jax.random.key(1))
+
+def trace(step):
+    _, logs = run(step, create16(), batches)
+    return {"skipped": [bool(m["skipped"]) for m in logs],
+            "scale": [float(m["loss_scale"]) for m in logs],
+            "loss": [float(m["loss"]) for m in logs]}
+
+out = {"single": trace(train.make_train_step(losses.cross_entropy, precision="fp16"))}
+for backend in BACKENDS:
+    dp = parallel.DataParallel(backend=backend)
+    out[backend] = trace(dp.make_train_step(losses.cross_entropy, precision="fp16"))
+print(json.dumps(out))
+"""
+
+
+def test_data_parallel_float16_skips_the_steps_one_device_skips():
+    out = _run(LOSS_SCALE, x64=False)
+    single = out["single"]
+    # 2**40, 2**30 and 2**20 overflow float16 gradients; 2**10 does not, and grows to
+    # 2**11 after 3 good steps
+    assert single["skipped"][:6] == [True] * 3 + [False] * 3, single
+    assert single["scale"][:7] == [2.0**40, 2.0**30, 2.0**20] + [2.0**10] * 3 + [2.0**11], single
+    for backend in ("pmap", "shard_map"):
+        r = out[backend]
+        assert r["skipped"] == single["skipped"] and r["scale"] == single["scale"], (backend, r)
+        # float16 sums split over four devices round differently
+        assert max(abs(a - b) for a, b in zip(r["loss"], single["loss"])) < 1e-2, (backend, r)
