@@ -15,6 +15,7 @@ from funcnet.nn._module import *
 from funcnet.nn._normalization import *
 from funcnet.nn._pooling import *
 from funcnet.nn._recurrent import *
+from funcnet.nn._remat import *
 from funcnet.nn._stack import *
 from funcnet.nn._state_dict import *
 from funcnet.nn._transformer import *

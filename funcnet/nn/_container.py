@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from funcnet.nn._module import Context, Module, _unique_modules
+from funcnet.nn._remat import RematPolicy, check_remat, rematerialise
 
 __all__ = ["ModuleDict", "ModuleList", "Sequential"]
 
@@ -26,11 +27,23 @@ class Sequential(Module):
     PyTorch. Plain functions (``jax.nn.relu``, ``F.relu``) may stand between layers; they
     take and return one value and count in the numbering.
 
+    ``remat=`` recomputes each module's activations in the backward pass instead of
+    keeping them: ``Sequential(a, F.relu, b, remat=True)`` is ``Sequential(Remat(a),
+    F.relu, Remat(b))`` (see :class:`Remat`; functions are not wrapped, and elements that
+    are already a ``Remat`` keep their policy). Names and parameters are unchanged.
+
     Args:
         *layers: modules or functions, or a single mapping ``name -> module``.
+        remat: ``False`` (keep activations), ``True`` or ``"full"`` (keep none), a policy
+            name (``"dots_saveable"``, …) or a ``jax.checkpoint_policies`` callable.
     """
 
-    def __init__(self, *layers: Module | Callable[[Any], Any] | Mapping[str, Module]) -> None:
+    def __init__(
+        self,
+        *layers: Module | Callable[[Any], Any] | Mapping[str, Module],
+        remat: RematPolicy = False,
+    ) -> None:
+        check_remat("Sequential", remat)
         if len(layers) == 1 and isinstance(layers[0], Mapping):
             items = [(_check_name("Sequential", k), v) for k, v in layers[0].items()]
         else:
@@ -40,7 +53,7 @@ class Sequential(Module):
                 raise TypeError(
                     f"Sequential: element {name} is not a module or function: {layer!r}"
                 )
-        self._items = tuple(items)
+        self._items = tuple((name, rematerialise(layer, remat)) for name, layer in items)
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
         return iter(_unique_modules(self._items).items())
@@ -79,16 +92,22 @@ class ModuleList(Module):
     Transparent: the owning module's forward iterates it and calls the elements itself
     (``for layer in self.layers: x = layer(ctx, x)``). Parameters nest under the list's
     attribute name: ``params["layers"]["0"]``, flat ``"layers.0.weight"``.
+
+    Args:
+        modules: the elements.
+        remat: as :class:`Sequential`'s: each element is wrapped in :class:`Remat`
+            (names and parameters unchanged).
     """
 
     _transparent = True
 
-    def __init__(self, modules: Iterable[Module] = ()) -> None:
+    def __init__(self, modules: Iterable[Module] = (), *, remat: RematPolicy = False) -> None:
+        check_remat("ModuleList", remat)
         modules = tuple(modules)
         for i, module in enumerate(modules):
             if not isinstance(module, Module):
                 raise TypeError(f"ModuleList: element {i} is not a Module: {module!r}")
-        self._modules = modules
+        self._modules = tuple(rematerialise(module, remat) for module in modules)
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
         return iter(_unique_modules((str(i), m) for i, m in enumerate(self._modules)).items())
@@ -109,17 +128,25 @@ class ModuleList(Module):
 
 
 class ModuleDict(Module):
-    """A mapping of names to sub-modules (``torch.nn.ModuleDict``); transparent like ModuleList."""
+    """A mapping of names to sub-modules (``torch.nn.ModuleDict``); transparent like ModuleList.
+
+    Args:
+        modules: ``name -> module``.
+        remat: as :class:`Sequential`'s: each entry is wrapped in :class:`Remat`.
+    """
 
     _transparent = True
 
-    def __init__(self, modules: Mapping[str, Module] | None = None) -> None:
+    def __init__(
+        self, modules: Mapping[str, Module] | None = None, *, remat: RematPolicy = False
+    ) -> None:
+        check_remat("ModuleDict", remat)
         modules = dict(modules or {})
         for name, module in modules.items():
             _check_name("ModuleDict", name)
             if not isinstance(module, Module):
                 raise TypeError(f"ModuleDict: entry {name!r} is not a Module: {module!r}")
-        self._modules = modules
+        self._modules = {name: rematerialise(m, remat) for name, m in modules.items()}
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
         return iter(_unique_modules(self._modules.items()).items())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -10,6 +9,7 @@ import jax.numpy as jnp
 
 from funcnet.errors import ShapeError
 from funcnet.nn._module import Context, Module, Params, State
+from funcnet.nn._remat import RematPolicy, check_remat, checkpoint
 
 __all__ = ["LayerStack"]
 
@@ -22,8 +22,8 @@ class LayerStack(Module):
     the loop a ``jax.lax.scan``: XLA compiles one block instead of ``num_layers``, so a
     12-layer transformer compiles about as fast as a 1-layer one, and ``remat`` puts
     ``jax.checkpoint`` around each block (the backward pass then recomputes a block's
-    activations instead of keeping them; a ``jax.checkpoint_policies`` policy chooses
-    what is kept). PyTorch has no such container; it is Haiku's ``layer_stack`` and
+    activations instead of keeping them; a policy chooses what is kept, as for
+    :class:`Remat`). PyTorch has no such container; it is Haiku's ``layer_stack`` and
     Flax's ``nn.scan`` over layers.
 
     Parameters are ``layer``'s names with a leading axis, e.g. ``weight`` of shape
@@ -40,8 +40,10 @@ class LayerStack(Module):
     Args:
         layer: the block, a funcnet module whose ``forward`` takes ``x`` first.
         num_layers: how many copies, at least 1.
-        remat: ``False`` (keep activations), ``True`` (``jax.checkpoint`` each block) or
-            a policy such as ``jax.checkpoint_policies.dots_with_no_batch_dims_saveable``.
+        remat: ``False`` (keep activations), ``True`` or ``"full"`` (``jax.checkpoint``
+            each block, keeping nothing), a policy name (``"dots_saveable"``,
+            ``"dots_with_no_batch_dims_saveable"``, …) or a ``jax.checkpoint_policies``
+            callable; the same settings as :class:`Remat` and the other containers.
         unroll: ``lax.scan``'s ``unroll`` (blocks per loop iteration).
 
     Examples:
@@ -62,15 +64,14 @@ class LayerStack(Module):
         layer: Module,
         num_layers: int,
         *,
-        remat: bool | Callable[..., Any] = False,
+        remat: RematPolicy = False,
         unroll: int = 1,
     ) -> None:
         if not isinstance(layer, Module):
             raise TypeError(f"LayerStack: layer must be a funcnet module, got {layer!r}")
         if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
             raise ValueError(f"LayerStack: num_layers must be an int >= 1, got {num_layers!r}")
-        if not (isinstance(remat, bool) or callable(remat)):
-            raise TypeError(f"LayerStack: remat must be a bool or a policy, got {remat!r}")
+        check_remat("LayerStack", remat)
         self._layer = layer
         self.num_layers = num_layers
         self.remat = remat
@@ -93,8 +94,9 @@ class LayerStack(Module):
             params, state, index = inputs
             k = None if key is None else jax.random.fold_in(key, index)
             out, state = self._layer._run(
-                params, state, (h, *args), kwargs, train=train, key=k, path=ctx.path
-            )
+                params, state, (h, *args), kwargs, train=train, key=k, path=ctx.path,
+                policy=ctx.policy,
+            )  # fmt: skip
             if jnp.shape(out) != jnp.shape(h) or jnp.result_type(out) != jnp.result_type(h):
                 raise ShapeError(
                     f"{ctx.path} (LayerStack): each block must return its input's shape and "
@@ -104,10 +106,7 @@ class LayerStack(Module):
                 )
             return out, state
 
-        if self.remat is True:
-            block = jax.checkpoint(block)
-        elif self.remat:
-            block = jax.checkpoint(block, policy=self.remat)
+        block = checkpoint(block, self.remat)
         state = ctx.state
         for name, leaf in jax.tree_util.tree_leaves_with_path((ctx.params, state)):
             if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != self.num_layers:

@@ -84,7 +84,9 @@ def test_each_block_draws_its_own_random_numbers():
         model.apply(params, state, x, train=True)
 
 
-@pytest.mark.parametrize("remat", [True, jax.checkpoint_policies.dots_with_no_batch_dims_saveable])
+@pytest.mark.parametrize(
+    "remat", [True, "dots_saveable", jax.checkpoint_policies.dots_with_no_batch_dims_saveable]
+)
 def test_remat_keeps_the_gradients(remat):
     plain = nn.LayerStack(_block(), N)
     rematted = nn.LayerStack(_block(), N, remat=remat)
