@@ -227,3 +227,17 @@ def test_the_command_writes_tables_and_json(tmp_path):
     table = latest.read_text()
     assert "| funcnet (`make_train_step`, default non-finite guard) |" in table
     assert "time to first step" in table
+
+
+def test_precision_quick_reports_the_fp16_row(tmp_path):
+    """``python -m benchmarks.precision --quick``: one tiny float16 row (loss scale on)
+    trained, timed and written as a table; its compiled program computes in float16."""
+    from benchmarks import precision
+
+    argv = ["--quick", "--workloads", "transformer", "--precisions", "fp16", "--warmup", "1",
+            "--rounds", "1", "--round-s", "0.01", "--out", str(tmp_path)]  # fmt: skip
+    assert precision.main(argv) == 0
+    (row,) = json.loads((tmp_path / "precision-cpu-quick.json").read_text())["rows"]
+    assert row["skipped"] == 0 and row["sixteen_bit"] == ["f16"] and row["step_s"] > 0
+    table = (tmp_path / "precision-cpu-quick.md").read_text()
+    assert "| transformer | fp16 |" in table and "| f16 |" in table

@@ -8,7 +8,8 @@ vocab 512, sequence 64, batch 2) that runs on CPU in seconds: a smoke test, not 
 
 Mixed precision in both implementations: float32 master parameters, cast to bfloat16 at
 use; activations (the residual stream included) in bfloat16; LayerNorm statistics,
-softmax and the loss in float32.
+softmax and the loss in float32. ``--set dtype=float32`` (or ``fp16``) makes the model's
+own casts go to that dtype instead (``benchmarks.precision`` compares them).
 
 Throughput: tokens/s = batch·seq / step time. Model FLOPs per step (the issue's count):
 ``6·N·tokens + 12·L·seq·d·tokens`` (N parameters, L layers, d d_model: matmuls forward
@@ -39,7 +40,7 @@ from jax import lax
 from benchmarks.workloads import _common as C
 
 LR, BETAS, WEIGHT_DECAY = 3e-4, (0.9, 0.95), 0.1
-BF16 = jnp.bfloat16
+DTYPES = {"bf16": jnp.bfloat16, "fp16": jnp.float16, "float32": jnp.float32}
 VERIFY_TOL = 2e-2  # bfloat16 activations: the two compute in slightly different orders
 
 
@@ -55,7 +56,13 @@ def config(quick: bool) -> dict[str, Any]:
         "loss_chunks": 1,
         "attention": "auto",
         "scan_layers": True,
+        "dtype": "bf16",
     }
+
+
+def compute_dtype(cfg: dict[str, Any]) -> Any:
+    """The dtype the model casts its activations and weights to (config ``dtype``)."""
+    return DTYPES[cfg["dtype"]]
 
 
 def batch(cfg: dict[str, Any]):
@@ -129,9 +136,9 @@ def _layer_norm(x: jax.Array, g: jax.Array, b: jax.Array, eps: float = 1e-5) -> 
 
 
 def _block(p: dict[str, jax.Array], x: jax.Array, heads: int, impl: str | None) -> jax.Array:
-    """One pre-LN decoder block on x (B, T, d) in bfloat16."""
+    """One pre-LN decoder block on x (B, T, d) in the compute dtype."""
     b, t, d = x.shape
-    w = lambda name: p[name].astype(BF16)
+    w = lambda name: p[name].astype(x.dtype)
     y = _layer_norm(x, p["ln1_g"], p["ln1_b"])
     qkv = (y @ w("w_qkv") + w("b_qkv")).reshape(b, t, 3, heads, d // heads)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
@@ -143,9 +150,9 @@ def _block(p: dict[str, jax.Array], x: jax.Array, heads: int, impl: str | None) 
 
 
 def _logits_loss(x: jax.Array, wte: jax.Array, targets: jax.Array, cfg: dict[str, Any]):
-    """Mean next-token cross-entropy of x (N, d) bf16 against targets (N,)."""
-    out_type = jnp.float32 if cfg["logits"] == "f32" else BF16
-    wte = wte.astype(BF16)
+    """Mean next-token cross-entropy of x (N, d) (compute dtype) against targets (N,)."""
+    out_type = jnp.float32 if cfg["logits"] == "f32" else x.dtype
+    wte = wte.astype(x.dtype)
 
     def chunk_loss(xc: jax.Array, tc: jax.Array) -> jax.Array:
         logits = jnp.einsum("nd,vd->nv", xc, wte, preferred_element_type=out_type)
@@ -167,7 +174,7 @@ def _logits_loss(x: jax.Array, wte: jax.Array, targets: jax.Array, cfg: dict[str
 
 def raw_loss(params: dict[str, Any], ids: jax.Array, targets: jax.Array, cfg: dict[str, Any]):
     b, t = ids.shape
-    x = (params["wte"][ids] + params["wpe"][:t]).astype(BF16)
+    x = (params["wte"][ids] + params["wpe"][:t]).astype(compute_dtype(cfg))
     impl = _attention_impl(cfg["attention"])
     block = _remat(lambda h, p: (_block(p, h, cfg["heads"], impl), None), cfg["remat"])
     if cfg["scan_layers"]:
@@ -241,10 +248,12 @@ def funcnet_model(cfg: dict[str, Any]):
                 self.blocks = nn.ModuleList(block() for _ in range(c["layers"]))
             self.ln_f = nn.LayerNorm(d)
             self.remat = c["remat"]
+            self.dtype = c["dtype"]
 
         def forward(self, ctx: nn.Context, ids: jax.Array) -> jax.Array:
             positions = jnp.arange(ids.shape[1])
-            x = (self.wte(ctx, ids) + self.wpe(ctx, positions)).astype(BF16)
+            dtype = DTYPES[self.dtype]
+            x = (self.wte(ctx, ids) + self.wpe(ctx, positions)).astype(dtype)
             if isinstance(self.blocks, nn.LayerStack):
                 x = self.blocks(ctx, x, is_causal=True)
             else:
@@ -253,7 +262,7 @@ def funcnet_model(cfg: dict[str, Any]):
                     x = _remat(run, self.remat)(x)
             # The output projection is tied to the embedding and fused with the loss
             # (funcnet_loss): the model returns the final hidden states and the table.
-            return self.ln_f(ctx, x), ctx.params["wte"]["weight"].astype(BF16)
+            return self.ln_f(ctx, x), ctx.params["wte"]["weight"].astype(dtype)
 
     return GPT(cfg)
 
@@ -264,7 +273,7 @@ def funcnet_loss(cfg: dict[str, Any]):
     exist at once when ``loss_chunks > 1``)."""
     from funcnet import losses
 
-    logits_dtype = jnp.float32 if cfg["logits"] == "f32" else BF16
+    logits_dtype = jnp.float32 if cfg["logits"] == "f32" else compute_dtype(cfg)
 
     def loss(out: tuple[jax.Array, jax.Array], targets: jax.Array) -> jax.Array:
         x, table = out
