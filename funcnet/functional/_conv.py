@@ -1,4 +1,4 @@
-"""Convolutions: conv1d, conv2d, conv3d and conv_transpose2d, channels-last.
+"""Convolutions: conv1d/2d/3d and conv_transpose1d/2d/3d, channels-last.
 
 Inputs are ``(N, *spatial, C)`` (NLC, NHWC, NDHWC) or unbatched ``(*spatial, C)``;
 kernels are ``(*kernel, in_channels // groups, out_channels)`` (WIO, HWIO, DHWIO). Each
@@ -19,7 +19,14 @@ from jax import lax
 
 from funcnet.errors import ShapeError, check_last_dim, check_ndim
 
-__all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose2d"]
+__all__ = [
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+]
 
 IntOrTuple = int | Sequence[int]
 
@@ -314,6 +321,39 @@ def _transpose_kernel(weight: jax.Array, groups: int) -> jax.Array:
     return jnp.flip(w, axis=tuple(range(nd)))
 
 
+def _transpose_geometry(
+    where: Any,
+    shape: Sequence[int],
+    spatial: Sequence[int],
+    kernel: Sequence[int],
+    *args: IntOrTuple,
+) -> tuple[tuple[int, ...], ...]:
+    """Normalised (stride, padding, output_padding, dilation) of a transposed convolution;
+    ValueError for an output_padding PyTorch refuses, ShapeError for an empty output."""
+    nd = len(kernel)
+    stride, padding, output_padding, dilation = (
+        _ntuple(value, nd, name, minimum)
+        for value, name, minimum in zip(
+            args, ("stride", "padding", "output_padding", "dilation"), (1, 0, 0, 1)
+        )
+    )
+    if any(op >= max(s, d) for op, s, d in zip(output_padding, stride, dilation)):
+        raise ValueError(
+            f"{_label(where)}: output_padding {output_padding} must be smaller than either "
+            f"stride {stride} or dilation {dilation} on every axis"
+        )
+    out = [
+        (n - 1) * s - 2 * p + d * (k - 1) + op + 1
+        for n, k, s, p, d, op in zip(spatial, kernel, stride, padding, dilation, output_padding)
+    ]
+    if min(out) < 1:
+        raise ShapeError(
+            f"{_label(where)}: padding {padding} leaves an empty output {tuple(out)} for input "
+            f"shape {tuple(shape)}"
+        )
+    return stride, padding, output_padding, dilation
+
+
 def _conv_transpose(
     x: jax.typing.ArrayLike,
     weight: jax.typing.ArrayLike,
@@ -327,12 +367,9 @@ def _conv_transpose(
     nd: int,
     where: Any,
 ) -> jax.Array:
-    """The N-d transposed convolution behind conv_transpose2d and ConvTranspose2d.
-
-    Computed as one forward convolution of the stride-dilated input with the flipped,
-    regrouped kernel, padded ``dilation·(k−1) − padding`` on each side (plus
-    ``output_padding`` on the high side); negative amounts crop.
-    """
+    """conv_transpose1d/2d/3d and the ConvTranspose layers: one forward convolution of the
+    stride-dilated input with the flipped, regrouped kernel, padded ``dilation·(k−1) −
+    padding`` on each side (plus ``output_padding`` high); negative amounts crop."""
     given, shape = x, tuple(jnp.shape(x))  # errors show the caller's shape
     x, unbatched = _batched(where, x, nd)
     w_shape = _check_weight(where, weight, nd, "(*kernel, out_channels // groups, in_channels)")
@@ -343,25 +380,9 @@ def _conv_transpose(
             f"in_channels {in_channels} (weight shape {w_shape})"
         )
     check_last_dim(where, given, in_channels)
-    stride = _ntuple(stride, nd, "stride", 1)
-    dilation = _ntuple(dilation, nd, "dilation", 1)
-    padding = _ntuple(padding, nd, "padding")
-    output_padding = _ntuple(output_padding, nd, "output_padding")
-    if any(op >= max(s, d) for op, s, d in zip(output_padding, stride, dilation)):
-        raise ValueError(
-            f"output_padding {output_padding} must be smaller than either stride {stride} "
-            f"or dilation {dilation} on every axis"
-        )
-    spatial = x.shape[1:-1]
-    out = [
-        (n - 1) * s - 2 * p + d * (k - 1) + op + 1
-        for n, k, s, p, d, op in zip(spatial, kernel, stride, padding, dilation, output_padding)
-    ]
-    if min(out) < 1:
-        raise ShapeError(
-            f"{_label(where)}: padding {padding} leaves an empty output {tuple(out)} for input "
-            f"shape {shape}"
-        )
+    stride, padding, output_padding, dilation = _transpose_geometry(
+        where, shape, x.shape[1:-1], kernel, stride, padding, output_padding, dilation
+    )
     if bias is not None:
         _check_bias(where, bias, out_per_group * groups)
     pads = [
@@ -396,8 +417,7 @@ def conv_transpose2d(
 ) -> jax.Array:
     """2-D transposed convolution, as ``torch.nn.functional.conv_transpose2d``, channels-last.
 
-    The adjoint (gradient) of :func:`conv2d` with the same stride, padding, dilation and
-    groups, plus ``output_padding`` rows/columns on the high side.
+    The adjoint of :func:`conv2d` with the same stride, padding, dilation and groups.
 
     Args:
         x: (N, H, W, C_in) or unbatched (H, W, C_in).
@@ -434,4 +454,101 @@ def conv_transpose2d(
         dilation,
         nd=2,
         where="conv_transpose2d",
+    )
+
+
+def conv_transpose1d(
+    x: jax.typing.ArrayLike,
+    weight: jax.typing.ArrayLike,
+    bias: jax.typing.ArrayLike | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+) -> jax.Array:
+    """1-D transposed convolution, as ``torch.nn.functional.conv_transpose1d``, channels-last.
+
+    The adjoint of :func:`conv1d` with the same stride, padding, dilation and groups.
+
+    Args:
+        x: (N, L, C_in) or unbatched (L, C_in).
+        weight: (k, C_out // groups, C_in): the WIO kernel of the convolution this one
+            transposes. PyTorch's ``(C_in, C_out // groups, k)`` weight converts with
+            ``w.permute(2, 1, 0)``: a transpose, no flip.
+        bias: (C_out,) or None.
+        stride, padding, output_padding, groups, dilation: as :func:`conv_transpose2d`,
+            with ints or 1-tuples.
+
+    Returns:
+        (N, L_out, C_out) (or (L_out, C_out)), in the arguments' promoted dtype;
+        L_out = (L − 1)·stride − 2·padding + dilation·(k − 1) + output_padding + 1.
+
+    Raises:
+        ShapeError: wrong rank, channel count or weight shape; empty output.
+        ValueError: output_padding too large.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from funcnet import functional as F
+        >>> F.conv_transpose1d(jnp.ones((1, 5, 4)), jnp.ones((3, 2, 4)), stride=2).shape
+        (1, 11, 2)
+    """
+    return _conv_transpose(
+        x,
+        weight,
+        bias,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+        nd=1,
+        where="conv_transpose1d",
+    )
+
+
+def conv_transpose3d(
+    x: jax.typing.ArrayLike,
+    weight: jax.typing.ArrayLike,
+    bias: jax.typing.ArrayLike | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+) -> jax.Array:
+    """3-D transposed convolution, as ``torch.nn.functional.conv_transpose3d``, channels-last.
+
+    The adjoint of :func:`conv3d` with the same stride, padding, dilation and groups;
+    arguments as :func:`conv_transpose2d`, with ints or 3-tuples.
+
+    Args:
+        x: (N, D, H, W, C_in) or unbatched (D, H, W, C_in).
+        weight: (kd, kh, kw, C_out // groups, C_in): the DHWIO kernel of the convolution
+            this one transposes. PyTorch's ``(C_in, C_out // groups, kd, kh, kw)`` weight
+            converts with ``w.permute(2, 3, 4, 1, 0)``: a transpose, no flip.
+        bias: (C_out,) or None.
+        stride, padding, output_padding, groups, dilation: as :func:`conv_transpose2d`,
+            with ints or 3-tuples.
+
+    Returns:
+        (N, D_out, H_out, W_out, C_out) (or unbatched), in the arguments' promoted dtype;
+        D_out = (D − 1)·sd − 2·pd + dd·(kd − 1) + od + 1, likewise H_out and W_out.
+
+    Raises:
+        ShapeError: wrong rank, channel count or weight shape; empty output.
+        ValueError: output_padding too large.
+    """
+    return _conv_transpose(
+        x,
+        weight,
+        bias,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+        nd=3,
+        where="conv_transpose3d",
     )

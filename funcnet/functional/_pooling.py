@@ -1,4 +1,5 @@
-"""Pooling: max_pool1d/2d, avg_pool1d/2d, adaptive_avg_pool2d, adaptive_max_pool2d.
+"""Pooling: max_pool1d/2d/3d, avg_pool1d/2d/3d, adaptive_avg_pool1d/2d/3d and
+adaptive_max_pool1d/2d/3d.
 
 Channels-last: inputs are ``(N, *spatial, C)`` or unbatched ``(*spatial, C)``. Output
 sizes, ``ceil_mode``, ``count_include_pad`` and adaptive bin boundaries follow PyTorch.
@@ -37,12 +38,18 @@ from funcnet.errors import ShapeError, check_dtype
 from funcnet.functional._conv import IntOrTuple, _batched, _label, _ntuple
 
 __all__ = [
+    "adaptive_avg_pool1d",
     "adaptive_avg_pool2d",
+    "adaptive_avg_pool3d",
+    "adaptive_max_pool1d",
     "adaptive_max_pool2d",
+    "adaptive_max_pool3d",
     "avg_pool1d",
     "avg_pool2d",
+    "avg_pool3d",
     "max_pool1d",
     "max_pool2d",
+    "max_pool3d",
 ]
 
 
@@ -300,6 +307,39 @@ def max_pool2d(
     return _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, nd=2, where="max_pool2d")
 
 
+def max_pool3d(
+    x: jax.typing.ArrayLike,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> jax.Array:
+    """3-D max pooling, as ``torch.nn.functional.max_pool3d``, channels-last.
+
+    Args:
+        x: (N, D, H, W, C) or unbatched (D, H, W, C); any real dtype.
+        kernel_size: int or (kd, kh, kw).
+        stride: int or (sd, sh, sw) (default: kernel_size).
+        padding: int or (pd, ph, pw) of −inf on both sides; each at most half the kernel.
+        dilation: int or (dd, dh, dw).
+        ceil_mode: round output sizes up, as PyTorch.
+        return_indices: not supported (must be False).
+
+    Returns:
+        (N, D_out, H_out, W_out, C) (or unbatched) in ``x``'s dtype, sizes as PyTorch's.
+        The gradient of each output goes to the first maximal element of its window in
+        (d, h, w) row-major order.
+
+    Raises:
+        ShapeError: wrong rank, or a window larger than the input.
+        ValueError: invalid kernel_size, stride, padding or dilation.
+    """
+    _no_indices(return_indices, "max_pool3d")
+    return _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, nd=3, where="max_pool3d")
+
+
 # ----------------------------------------------------------------- average pooling
 
 
@@ -423,6 +463,50 @@ def avg_pool2d(
     )
 
 
+def avg_pool3d(
+    x: jax.typing.ArrayLike,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> jax.Array:
+    """3-D average pooling, as ``torch.nn.functional.avg_pool3d``, channels-last.
+
+    Args:
+        x: (N, D, H, W, C) or unbatched (D, H, W, C), floating.
+        kernel_size: int or (kd, kh, kw).
+        stride: int or (sd, sh, sw) (default: kernel_size).
+        padding: int or (pd, ph, pw) zeros on both sides; each at most half the kernel.
+        ceil_mode: round output sizes up, as PyTorch.
+        count_include_pad: divide by the window's volume including padding (True) or by
+            the number of input elements it covers (False), as :func:`avg_pool2d`.
+        divisor_override: if given, divide every window sum by this instead.
+
+    Returns:
+        (N, D_out, H_out, W_out, C) (or unbatched) in ``x``'s dtype (float16/bfloat16
+        are accumulated in float32).
+
+    Raises:
+        ShapeError: wrong rank or dtype, or a window larger than the input.
+        ValueError: invalid kernel_size, stride, padding or divisor_override.
+    """
+    if divisor_override is not None and not divisor_override:
+        raise ValueError("avg_pool3d: divisor_override must be non-zero")
+    return _avg_pool(
+        x,
+        kernel_size,
+        stride,
+        padding,
+        ceil_mode,
+        count_include_pad,
+        divisor_override,
+        nd=3,
+        where="avg_pool3d",
+    )
+
+
 # ---------------------------------------------------------------- adaptive pooling
 
 
@@ -537,3 +621,90 @@ def adaptive_max_pool2d(
     """
     _no_indices(return_indices, "adaptive_max_pool2d")
     return _adaptive_pool(x, output_size, nd=2, where="adaptive_max_pool2d", mode="max")
+
+
+def adaptive_avg_pool1d(x: jax.typing.ArrayLike, output_size: Any) -> jax.Array:
+    """1-D adaptive average pooling, as ``torch.nn.functional.adaptive_avg_pool1d``.
+
+    Output position i averages the input positions [floor(i·L/L_out),
+    ceil((i+1)·L/L_out)) (PyTorch's bins).
+
+    Args:
+        x: (N, L, C) or unbatched (L, C), floating.
+        output_size: int or (L_out,); ``(None,)`` keeps the input's length.
+
+    Returns:
+        (N, L_out, C) (or (L_out, C)) in ``x``'s dtype.
+
+    Raises:
+        ShapeError: wrong rank or dtype, or an empty input.
+        ValueError: invalid output_size.
+    """
+    return _adaptive_pool(x, output_size, nd=1, where="adaptive_avg_pool1d", mode="avg")
+
+
+def adaptive_avg_pool3d(x: jax.typing.ArrayLike, output_size: Any) -> jax.Array:
+    """3-D adaptive average pooling, as ``torch.nn.functional.adaptive_avg_pool3d``.
+
+    Bins as :func:`adaptive_avg_pool2d` on each of the three spatial axes.
+
+    Args:
+        x: (N, D, H, W, C) or unbatched (D, H, W, C), floating.
+        output_size: int or (D_out, H_out, W_out); None in the tuple keeps that input size.
+
+    Returns:
+        (N, D_out, H_out, W_out, C) (or unbatched) in ``x``'s dtype.
+
+    Raises:
+        ShapeError: wrong rank or dtype, or an empty input.
+        ValueError: invalid output_size.
+    """
+    return _adaptive_pool(x, output_size, nd=3, where="adaptive_avg_pool3d", mode="avg")
+
+
+def adaptive_max_pool1d(
+    x: jax.typing.ArrayLike, output_size: Any, return_indices: bool = False
+) -> jax.Array:
+    """1-D adaptive max pooling, as ``torch.nn.functional.adaptive_max_pool1d``.
+
+    Bins as :func:`adaptive_avg_pool1d`; the gradient of each output goes to the first
+    maximal element of its bin.
+
+    Args:
+        x: (N, L, C) or unbatched (L, C); any real dtype.
+        output_size: int or (L_out,); ``(None,)`` keeps the input's length.
+        return_indices: not supported (must be False).
+
+    Returns:
+        (N, L_out, C) (or (L_out, C)) in ``x``'s dtype.
+
+    Raises:
+        ShapeError: wrong rank, or an empty input.
+        ValueError: invalid output_size.
+    """
+    _no_indices(return_indices, "adaptive_max_pool1d")
+    return _adaptive_pool(x, output_size, nd=1, where="adaptive_max_pool1d", mode="max")
+
+
+def adaptive_max_pool3d(
+    x: jax.typing.ArrayLike, output_size: Any, return_indices: bool = False
+) -> jax.Array:
+    """3-D adaptive max pooling, as ``torch.nn.functional.adaptive_max_pool3d``.
+
+    Bins as :func:`adaptive_avg_pool3d`; the gradient of each output goes to the first
+    maximal element of its bin in (d, h, w) row-major order, as PyTorch.
+
+    Args:
+        x: (N, D, H, W, C) or unbatched (D, H, W, C); any real dtype.
+        output_size: int or (D_out, H_out, W_out); None in the tuple keeps that input size.
+        return_indices: not supported (must be False).
+
+    Returns:
+        (N, D_out, H_out, W_out, C) (or unbatched) in ``x``'s dtype.
+
+    Raises:
+        ShapeError: wrong rank, or an empty input.
+        ValueError: invalid output_size.
+    """
+    _no_indices(return_indices, "adaptive_max_pool3d")
+    return _adaptive_pool(x, output_size, nd=3, where="adaptive_max_pool3d", mode="max")

@@ -1,4 +1,4 @@
-"""Convolution layers: Conv1d, Conv2d, Conv3d, ConvTranspose2d (channels-last).
+"""Convolution layers: Conv1d/2d/3d and ConvTranspose1d/2d/3d (channels-last).
 
 Images are ``(N, *spatial, C)``: NLC, NHWC, NDHWC (or unbatched, without N). Kernels stay
 in JAX's layouts; importing PyTorch weights is a transpose (see each class). Arguments,
@@ -29,7 +29,14 @@ from funcnet.nn import init as init_lib
 from funcnet.nn._linear import compute_dtype
 from funcnet.nn._module import Context, Initializer, Module
 
-__all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose2d"]
+__all__ = [
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
+]
 
 
 def _lists_to_tuples(module: Any) -> None:
@@ -221,48 +228,8 @@ class Conv3d(_ConvNd):
 
 
 @dataclasses.dataclass(unsafe_hash=True, repr=False)
-class ConvTranspose2d(Module):
-    """2-D transposed convolution (``torch.nn.ConvTranspose2d``), channels-last.
-
-    (N, H, W, C_in) → (N, H_out, W_out, C_out), or unbatched (H, W, C_in). The adjoint of
-    a Conv2d with the same stride, padding, dilation and groups, with PyTorch's size:
-    H_out = (H − 1)·sh − 2·ph + dh·(kh − 1) + oh + 1, likewise W_out.
-
-    Parameters: ``weight`` (kh, kw, C_out // groups, C_in) and ``bias`` (C_out,). The
-    weight is the HWIO kernel of the convolution being transposed (which maps C_out to
-    C_in): the layout of TensorFlow's ``conv2d_transpose`` and of
-    ``lax.conv_transpose(..., transpose_kernel=True)``. PyTorch's
-    ``(C_in, C_out // groups, kh, kw)`` weight imports as ``w.permute(2, 3, 1, 0)``: a
-    transpose, no flip. In this layout ``funcnet.nn.init``'s fans equal PyTorch's, so
-    the default init is PyTorch's too: weight and bias U(±1/sqrt(fan_in)) with
-    fan_in = C_out // groups · kh · kw (PyTorch's choice for transposed convolutions).
-
-    Args:
-        in_channels: channels of the input (its last axis).
-        out_channels: channels of the output.
-        kernel_size: int or (kh, kw).
-        stride: int or (sh, sw).
-        padding: int or (ph, pw): ``dilation·(k − 1) − padding`` zeros are added to both
-            sides of the stride-dilated input, so padding shrinks the output.
-        output_padding: int or (oh, ow) extra rows/columns on the high side, to pick
-            one of the input sizes a strided Conv2d maps to the same size; each must be
-            smaller than the stride or the dilation on its axis.
-        groups: independent channel groups; in_channels and out_channels must be
-            divisible by it.
-        bias: whether to learn an additive bias (out_channels,).
-        dilation: int or (dh, dw).
-        padding_mode: only ``"zeros"``, as PyTorch.
-        weight_init: optional initialiser ``(key, shape, dtype) -> array``.
-        bias_init: optional initialiser for the bias.
-        dtype: dtype of the parameters; the layer computes in its input's floating dtype.
-
-    Raises:
-        ValueError: at construction, for channels not divisible by groups, output_padding
-            too large, or invalid sizes.
-        ShapeError: when traced with the wrong rank or channel count, or an empty output.
-
-    Not supported: PyTorch's ``forward(input, output_size)``; pick ``output_padding``.
-    """
+class _ConvTransposeNd(Module):
+    """Shared implementation of ConvTranspose1d/2d/3d; subclasses fix ``_nd``."""
 
     in_channels: int
     out_channels: int
@@ -278,7 +245,7 @@ class ConvTranspose2d(Module):
     bias_init: Initializer | None = None
     dtype: Any = jnp.float32
 
-    _nd: ClassVar[int] = 2
+    _nd: ClassVar[int] = 0
 
     def __post_init__(self) -> None:
         _lists_to_tuples(self)
@@ -330,3 +297,95 @@ class ConvTranspose2d(Module):
             nd=self._nd,
             where=ctx,
         )
+
+
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
+class ConvTranspose1d(_ConvTransposeNd):
+    """1-D transposed convolution (``torch.nn.ConvTranspose1d``), channels-last.
+
+    (N, L, C_in) → (N, L_out, C_out), or unbatched (L, C_in). Arguments, errors and dtype
+    behaviour as :class:`ConvTranspose2d`, with ints or 1-tuples;
+    L_out = (L − 1)·stride − 2·padding + dilation·(k − 1) + output_padding + 1.
+
+    Parameters: ``weight`` (k, C_out // groups, C_in) — PyTorch's
+    ``(C_in, C_out // groups, k)`` weight imports as ``w.permute(2, 1, 0)``, no flip — and
+    ``bias`` (C_out,). Default init as PyTorch: U(±1/sqrt(fan_in)),
+    fan_in = C_out // groups · k.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnet import nn
+        >>> up = nn.ConvTranspose1d(8, 4, kernel_size=4, stride=2, padding=1)
+        >>> params, state = up.init(jax.random.key(0))
+        >>> params["weight"].shape
+        (4, 4, 8)
+        >>> y, _ = up.apply(params, state, jnp.ones((2, 16, 8)))
+        >>> y.shape
+        (2, 32, 4)
+    """
+
+    _nd: ClassVar[int] = 1
+
+
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
+class ConvTranspose2d(_ConvTransposeNd):
+    """2-D transposed convolution (``torch.nn.ConvTranspose2d``), channels-last.
+
+    (N, H, W, C_in) → (N, H_out, W_out, C_out), or unbatched (H, W, C_in). The adjoint of
+    a Conv2d with the same stride, padding, dilation and groups, with PyTorch's size:
+    H_out = (H − 1)·sh − 2·ph + dh·(kh − 1) + oh + 1, likewise W_out.
+
+    Parameters: ``weight`` (kh, kw, C_out // groups, C_in) and ``bias`` (C_out,). The
+    weight is the HWIO kernel of the convolution being transposed (which maps C_out to
+    C_in): the layout of TensorFlow's ``conv2d_transpose`` and of
+    ``lax.conv_transpose(..., transpose_kernel=True)``. PyTorch's
+    ``(C_in, C_out // groups, kh, kw)`` weight imports as ``w.permute(2, 3, 1, 0)``: a
+    transpose, no flip. In this layout ``funcnet.nn.init``'s fans equal PyTorch's, so
+    the default init is PyTorch's too: weight and bias U(±1/sqrt(fan_in)) with
+    fan_in = C_out // groups · kh · kw (PyTorch's choice for transposed convolutions).
+
+    Args:
+        in_channels: channels of the input (its last axis).
+        out_channels: channels of the output.
+        kernel_size: int or (kh, kw).
+        stride: int or (sh, sw).
+        padding: int or (ph, pw): ``dilation·(k − 1) − padding`` zeros are added to both
+            sides of the stride-dilated input, so padding shrinks the output.
+        output_padding: int or (oh, ow) extra rows/columns on the high side, to pick
+            one of the input sizes a strided Conv2d maps to the same size; each must be
+            smaller than the stride or the dilation on its axis.
+        groups: independent channel groups; in_channels and out_channels must be
+            divisible by it.
+        bias: whether to learn an additive bias (out_channels,).
+        dilation: int or (dh, dw).
+        padding_mode: only ``"zeros"``, as PyTorch.
+        weight_init: optional initialiser ``(key, shape, dtype) -> array``.
+        bias_init: optional initialiser for the bias.
+        dtype: dtype of the parameters; the layer computes in its input's floating dtype.
+
+    Raises:
+        ValueError: at construction, for channels not divisible by groups, output_padding
+            too large, or invalid sizes.
+        ShapeError: when traced with the wrong rank or channel count, or an empty output.
+
+    Not supported: PyTorch's ``forward(input, output_size)``; pick ``output_padding``.
+    """
+
+    _nd: ClassVar[int] = 2
+
+
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
+class ConvTranspose3d(_ConvTransposeNd):
+    """3-D transposed convolution (``torch.nn.ConvTranspose3d``), channels-last.
+
+    (N, D, H, W, C_in) → (N, D_out, H_out, W_out, C_out), or unbatched (D, H, W, C_in).
+    Arguments, errors and dtype behaviour as :class:`ConvTranspose2d`, with ints or
+    3-tuples; D_out = (D − 1)·sd − 2·pd + dd·(kd − 1) + od + 1, likewise H_out and W_out.
+
+    Parameters: ``weight`` (kd, kh, kw, C_out // groups, C_in) — PyTorch's
+    ``(C_in, C_out // groups, kd, kh, kw)`` weight imports as
+    ``w.permute(2, 3, 4, 1, 0)``, no flip — and ``bias`` (C_out,). Default init as
+    PyTorch, with fan_in = C_out // groups · kd · kh · kw.
+    """
+
+    _nd: ClassVar[int] = 3

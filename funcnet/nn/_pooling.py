@@ -1,4 +1,5 @@
-"""Pooling layers: MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d.
+"""Pooling layers: MaxPool1d/2d/3d, AvgPool1d/2d/3d, AdaptiveAvgPool1d/2d/3d and
+AdaptiveMaxPool1d/2d/3d.
 
 Channels-last, no parameters; arguments, defaults and output sizes are PyTorch's. The
 maths (and the reshape fast path for non-overlapping windows) is in
@@ -25,12 +26,18 @@ from funcnet.nn._conv import _lists_to_tuples
 from funcnet.nn._module import Context, Module
 
 __all__ = [
+    "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
+    "AdaptiveAvgPool3d",
+    "AdaptiveMaxPool1d",
     "AdaptiveMaxPool2d",
+    "AdaptiveMaxPool3d",
     "AvgPool1d",
     "AvgPool2d",
+    "AvgPool3d",
     "MaxPool1d",
     "MaxPool2d",
+    "MaxPool3d",
 ]
 
 
@@ -115,6 +122,19 @@ class MaxPool2d(_MaxPoolNd):
 
 
 @dataclasses.dataclass(unsafe_hash=True, repr=False)
+class MaxPool3d(_MaxPoolNd):
+    """3-D max pooling, (N, D, H, W, C) → (N, D_out, H_out, W_out, C) (``torch.nn.MaxPool3d``).
+
+    Arguments, errors, code paths and gradients as :class:`MaxPool2d`, with ints or
+    3-tuples (kernel_size, stride, padding, dilation, ceil_mode; return_indices must be
+    False); unbatched (D, H, W, C) accepted. Ties send the gradient to the first maximal
+    element of the window in (d, h, w) row-major order, as PyTorch.
+    """
+
+    _nd: ClassVar[int] = 3
+
+
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class _AvgPoolNd(_Pool):
     kernel_size: IntOrTuple
     stride: IntOrTuple | None = None
@@ -151,7 +171,19 @@ class AvgPool1d(_AvgPoolNd):
 
 
 @dataclasses.dataclass(unsafe_hash=True, repr=False)
-class AvgPool2d(_AvgPoolNd):
+class _AvgPoolDivisorNd(_AvgPoolNd):
+    """AvgPool2d/3d: AvgPool1d's arguments and PyTorch's divisor_override."""
+
+    divisor_override: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.divisor_override is not None and not self.divisor_override:
+            raise ValueError(f"{type(self).__name__}: divisor_override must be non-zero")
+
+
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
+class AvgPool2d(_AvgPoolDivisorNd):
     """2-D average pooling, (N, H, W, C) → (N, H_out, W_out, C) (``torch.nn.AvgPool2d``).
 
     Unbatched (H, W, C) is accepted too. Output in the input's (floating) dtype;
@@ -173,14 +205,21 @@ class AvgPool2d(_AvgPoolNd):
             the window.
     """
 
-    divisor_override: int | None = None
-
     _nd: ClassVar[int] = 2
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.divisor_override is not None and not self.divisor_override:
-            raise ValueError("AvgPool2d: divisor_override must be non-zero")
+
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
+class AvgPool3d(_AvgPoolDivisorNd):
+    """3-D average pooling, (N, D, H, W, C) → (N, D_out, H_out, W_out, C)
+    (``torch.nn.AvgPool3d``).
+
+    Arguments (kernel_size, stride, padding, ceil_mode, count_include_pad,
+    divisor_override), errors and dtypes as :class:`AvgPool2d`, with ints or 3-tuples;
+    unbatched (D, H, W, C) accepted. With count_include_pad the divisor is the window's
+    volume clipped to the padded input, as PyTorch.
+    """
+
+    _nd: ClassVar[int] = 3
 
 
 @dataclasses.dataclass(unsafe_hash=True, repr=False)
@@ -194,6 +233,23 @@ class _AdaptivePool(_Pool):
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
         return _adaptive_pool(x, self.output_size, nd=self._nd, where=ctx, mode=self._mode)
+
+
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
+class AdaptiveAvgPool1d(_AdaptivePool):
+    """Average pooling to a fixed length (``torch.nn.AdaptiveAvgPool1d``).
+
+    (N, L, C) → (N, L_out, C), or unbatched (L, C). Output position i averages the input
+    positions [floor(i·L/L_out), ceil((i+1)·L/L_out)) (PyTorch's bins); errors and dtypes
+    as :class:`AdaptiveAvgPool2d`.
+
+    Args:
+        output_size: int or (L_out,); ``(None,)`` keeps the input's length (PyTorch's
+            1-D layer rejects None).
+    """
+
+    _nd: ClassVar[int] = 1
+    _mode: ClassVar[str] = "avg"
 
 
 @dataclasses.dataclass(unsafe_hash=True, repr=False)
@@ -218,7 +274,50 @@ class AdaptiveAvgPool2d(_AdaptivePool):
 
 
 @dataclasses.dataclass(unsafe_hash=True, repr=False)
-class AdaptiveMaxPool2d(_AdaptivePool):
+class AdaptiveAvgPool3d(_AdaptivePool):
+    """Average pooling to a fixed output size (``torch.nn.AdaptiveAvgPool3d``).
+
+    (N, D, H, W, C) → (N, D_out, H_out, W_out, C), or unbatched (D, H, W, C). Bins as
+    :class:`AdaptiveAvgPool2d` on each spatial axis; errors and dtypes likewise.
+
+    Args:
+        output_size: int or (D_out, H_out, W_out); None in the tuple keeps that input size.
+    """
+
+    _nd: ClassVar[int] = 3
+    _mode: ClassVar[str] = "avg"
+
+
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
+class _AdaptiveMaxPoolNd(_AdaptivePool):
+    """AdaptiveMaxPool1d/2d/3d: output_size and return_indices (which must be False)."""
+
+    return_indices: bool = False
+
+    _mode: ClassVar[str] = "max"
+
+    def __post_init__(self) -> None:
+        _no_indices(self.return_indices, type(self).__name__)
+        super().__post_init__()
+
+
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
+class AdaptiveMaxPool1d(_AdaptiveMaxPoolNd):
+    """Max pooling to a fixed length (``torch.nn.AdaptiveMaxPool1d``).
+
+    (N, L, C) → (N, L_out, C), or unbatched (L, C). Bins as :class:`AdaptiveAvgPool1d`;
+    gradients and errors as :class:`AdaptiveMaxPool2d`.
+
+    Args:
+        output_size: int or (L_out,); ``(None,)`` keeps the input's length.
+        return_indices: not supported (must be False).
+    """
+
+    _nd: ClassVar[int] = 1
+
+
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
+class AdaptiveMaxPool2d(_AdaptiveMaxPoolNd):
     """Max pooling to a fixed output size (``torch.nn.AdaptiveMaxPool2d``).
 
     Bins as :class:`AdaptiveAvgPool2d`; the gradient of each output goes to the first
@@ -234,11 +333,20 @@ class AdaptiveMaxPool2d(_AdaptivePool):
         ShapeError: when traced with the wrong rank, or an empty input.
     """
 
-    return_indices: bool = False
-
     _nd: ClassVar[int] = 2
-    _mode: ClassVar[str] = "max"
 
-    def __post_init__(self) -> None:
-        _no_indices(self.return_indices, type(self).__name__)
-        super().__post_init__()
+
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
+class AdaptiveMaxPool3d(_AdaptiveMaxPoolNd):
+    """Max pooling to a fixed output size (``torch.nn.AdaptiveMaxPool3d``).
+
+    (N, D, H, W, C) → (N, D_out, H_out, W_out, C), or unbatched (D, H, W, C). Bins as
+    :class:`AdaptiveAvgPool3d`; the gradient of each output goes to the first maximal
+    element of its bin in (d, h, w) row-major order, as PyTorch.
+
+    Args:
+        output_size: int or (D_out, H_out, W_out); None in the tuple keeps that input size.
+        return_indices: not supported (must be False).
+    """
+
+    _nd: ClassVar[int] = 3

@@ -88,6 +88,20 @@ ENTRIES = [
         bad_inputs=(((4, 3), F32),),
         bad_match=_rank("ConvTranspose2d", 4),
     ),
+    Entry(
+        id="ConvTranspose1d-strided-groups",
+        make=lambda: nn.ConvTranspose1d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2),
+        inputs=(((2, 5, 4), F32),),
+        bad_inputs=(((2, 5, 6), F32),),
+        bad_match=_channels("ConvTranspose1d", 4),
+    ),
+    Entry(
+        id="ConvTranspose3d-strided-dilated",
+        make=lambda: nn.ConvTranspose3d(2, 3, (2, 3, 2), stride=(2, 1, 2), dilation=(1, 2, 1)),
+        inputs=(((1, 3, 2, 3, 2), F32),),
+        bad_inputs=(((3, 2, 2), F32),),
+        bad_match=_rank("ConvTranspose3d", 5),
+    ),
     # ------------------------------------------------------------------ pooling
     Entry(
         id="MaxPool1d-reshape",
@@ -132,6 +146,13 @@ ENTRIES = [
         bad_match=_window("MaxPool2d"),
     ),
     Entry(
+        id="MaxPool3d-overlapping-ceil",
+        make=lambda: nn.MaxPool3d((3, 2, 2), stride=2, padding=1, ceil_mode=True),
+        inputs=(((2, 5, 4, 5, 2), F32),),
+        bad_inputs=(((2, 5, 4, 5, 2, 1), F32),),
+        bad_match=_rank("MaxPool3d", 5),
+    ),
+    Entry(
         id="AvgPool1d-count-exclude-pad",
         make=lambda: nn.AvgPool1d(3, stride=2, padding=1, count_include_pad=False),
         inputs=(((2, 9, 3), F32),),
@@ -151,6 +172,41 @@ ENTRIES = [
         inputs=(((6, 7, 3), F32),),
         bad_inputs=(((6, 7, 3), "int32"),),
         bad_match=r"model \(AvgPool2d\): expected floating input",
+    ),
+    Entry(
+        id="AvgPool3d-reshape-unbatched",
+        make=lambda: nn.AvgPool3d(2, padding=1, count_include_pad=False),
+        inputs=(((4, 5, 3, 2), F32),),
+        bad_inputs=(((4, 5, 3, 2), "int32"),),
+        bad_match=r"model \(AvgPool3d\): expected floating input",
+    ),
+    Entry(
+        id="AdaptiveAvgPool1d-uneven",
+        make=lambda: nn.AdaptiveAvgPool1d(3),
+        inputs=(((2, 7, 3), F32),),
+        bad_inputs=(((2, 7, 3, 1), F32),),
+        bad_match=_rank("AdaptiveAvgPool1d", 3),
+    ),
+    Entry(
+        id="AdaptiveAvgPool3d-uneven",
+        make=lambda: nn.AdaptiveAvgPool3d((2, None, 3)),
+        inputs=(((2, 5, 3, 4, 2), F32),),
+        bad_inputs=(((5, 3, 2), F32),),
+        bad_match=_rank("AdaptiveAvgPool3d", 5),
+    ),
+    Entry(
+        id="AdaptiveMaxPool1d-uneven",
+        make=lambda: nn.AdaptiveMaxPool1d(4),
+        inputs=(((7, 3), F32),),
+        bad_inputs=(((0, 3), F32),),
+        bad_match=r"model \(AdaptiveMaxPool1d\): empty spatial input",
+    ),
+    Entry(
+        id="AdaptiveMaxPool3d-uneven",
+        make=lambda: nn.AdaptiveMaxPool3d((3, 2, None)),
+        inputs=(((2, 5, 4, 3, 2), F32),),
+        bad_inputs=(((5, 4, 3), F32),),
+        bad_match=_rank("AdaptiveMaxPool3d", 5),
     ),
     Entry(
         id="AdaptiveAvgPool2d-uneven",

@@ -1,4 +1,4 @@
-"""Conv1d/2d/3d and ConvTranspose2d, and their functional forms.
+"""Conv1d/2d/3d and ConvTranspose1d/2d/3d, and their functional forms.
 
 References: direct convolution by loops over output positions (NumPy, written here), a
 transposed convolution written as the scatter it is by definition (not as the flipped
@@ -9,6 +9,7 @@ one jitted program, so the file stays fast.
 import doctest
 import functools
 import math
+import pathlib
 import re
 
 import chex
@@ -23,7 +24,7 @@ import funcnet.nn._conv
 from funcnet import functional as F
 from funcnet import nn
 from funcnet.errors import ShapeError
-from tests._numerics import to_float64
+from tests._numerics import U32, check_grads_float64, to_float64
 
 RNG = np.random.default_rng(0)
 
@@ -118,20 +119,31 @@ def test_conv_matches_direct_loops(case):
     np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
 
 
+CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+LAYER_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+
 # (spatial, C_in, C_out, kernel, stride, padding, output_padding, dilation, groups)
 TRANSPOSE_CASES = [
     ((3, 4), 4, 6, (3, 3), (2, 2), (1, 1), (1, 1), (1, 1), 2),
     ((3, 2), 2, 3, (3, 2), (3, 2), (2, 0), (2, 1), (2, 1), 1),  # padding > dilation·(k−1)
     ((2, 3), 3, 2, (2, 3), (1, 2), (0, 1), (0, 0), (1, 1), 1),
+    ((5,), 4, 6, (3,), (2,), (1,), (1,), (1,), 2),
+    ((4,), 3, 2, (4,), (3,), (2,), (2,), (2,), 1),
+    ((3, 2, 3), 2, 4, (2, 3, 2), (2, 1, 2), (0, 1, 1), (1, 0, 1), (1, 1, 2), 2),
+    ((2, 3, 2), 3, 3, (3, 2, 2), (1, 2, 3), (1, 0, 2), (0, 1, 2), (2, 1, 1), 3),
 ]
 
 
-@pytest.mark.parametrize("case", TRANSPOSE_CASES, ids=lambda c: f"s{c[4]}-op{c[6]}-g{c[8]}")
+def _transpose_id(case):
+    return f"{len(case[0])}d-s{case[4]}-op{case[6]}-g{case[8]}"
+
+
+@pytest.mark.parametrize("case", TRANSPOSE_CASES, ids=_transpose_id)
 def test_conv_transpose_matches_scatter_definition(case):
     spatial, cin, cout, kernel, stride, padding, output_padding, dilation, groups = case
     x, w, b = normal(2, *spatial, cin), normal(*kernel, cout // groups, cin), normal(cout)
     conv = functools.partial(
-        F.conv_transpose2d,
+        CONV_T[len(spatial)],
         stride=stride,
         padding=padding,
         output_padding=output_padding,
@@ -186,6 +198,15 @@ def test_gradients_float64():
         check_grads(jax.jit(conv_t), (x, wt, b), order=1, modes=("rev",))
 
 
+def test_conv_transpose_1d_3d_gradients_float64():
+    args1 = (normal(2, 5, 4), normal(3, 3, 4), normal(6))
+    args3 = (normal(1, 3, 2, 3, 2), normal(2, 3, 2, 2, 2), normal(4))
+    kw1 = {"stride": 2, "padding": 1, "output_padding": 1, "groups": 2, "dilation": 2}
+    kw3 = {"stride": (2, 1, 2), "padding": (0, 1, 1), "output_padding": (1, 0, 1), "groups": 2}
+    check_grads_float64(jax.jit(functools.partial(F.conv_transpose1d, **kw1)), args1)
+    check_grads_float64(jax.jit(functools.partial(F.conv_transpose3d, **kw3)), args3)
+
+
 # ------------------------------------------------------------------------ layers
 
 
@@ -221,6 +242,8 @@ INIT_CASES = [
     ("Conv3d", (2, 16, (1, 2, 3)), {}, (1, 2, 3, 2, 16), (16,), 2 * 6),
     # for a transposed convolution PyTorch's fan_in is out_channels // groups · k
     ("ConvTranspose2d", (16, 6, 3), {"groups": 2}, (3, 3, 3, 16), (6,), 3 * 9),
+    ("ConvTranspose1d", (6, 8, 5), {"groups": 2}, (5, 4, 6), (8,), 4 * 5),
+    ("ConvTranspose3d", (4, 6, (2, 2, 3)), {"groups": 2}, (2, 2, 3, 3, 4), (6,), 3 * 12),
 ]
 
 
@@ -300,6 +323,46 @@ def test_unbatched_input_and_vmap():
     np.testing.assert_allclose(single, batched[1], rtol=1e-12, atol=1e-12)
 
 
+def _transpose_bound(x, w, b, *args):
+    """Worst-case error of a float32 transposed convolution (any summation order): each
+    output sums at most C_in/groups·prod(kernel) products and the bias, so it is within
+    (n + 1)·U32 of the same scatter over |x|, |w|, |b| (tests/_numerics.py)."""
+    nd = x.ndim - 2
+    n = w.shape[-1] // args[-1] * math.prod(w.shape[:nd]) + 1
+    mags = ref_conv_transpose(np.abs(x), np.abs(w), None if b is None else np.abs(b), *args)
+    return (n + 1) * U32 * float(mags.max())
+
+
+@pytest.mark.parametrize("nd", [1, 3])
+def test_conv_transpose_1d_3d_layers_jit_grad_vmap(nd):
+    model = LAYER_T[nd](4, 6, 3, stride=2, padding=1, output_padding=1, groups=2)
+    params, state = model.init(jax.random.key(3))
+    assert params["weight"].shape == (*(3,) * nd, 3, 4) and params["bias"].shape == (6,)
+    x = normal(3, *(4, 3, 2)[:nd], 4)
+
+    @jax.jit
+    def run(params, x):
+        one = lambda image: model.apply(params, state, image)[0]  # unbatched (*spatial, C)
+        loss = lambda params: jnp.sum(model.apply(params, state, x)[0] ** 2)
+        return model.apply(params, state, x)[0], jax.vmap(one)(x), one(x[1]), jax.grad(loss)(params)
+
+    # float64: the reference's maths, whatever order XLA sums in (float32 is compared with
+    # PyTorch in test_conv_transpose_nd_matches_pytorch_float32)
+    with jax.enable_x64(True):
+        batched, mapped, single, grads = run(*to_float64((params, x)))
+    w, b = np.asarray(params["weight"]), np.asarray(params["bias"])
+    ones = (1,) * nd
+    want = ref_conv_transpose(x, w, b, (2,) * nd, ones, ones, ones, 2)
+    assert batched.shape == want.shape == (3, *[2 * n for n in x.shape[1:-1]], 6)
+    assert batched.dtype == np.float64
+    np.testing.assert_allclose(batched, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(mapped, batched, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(single, batched[1], rtol=1e-12, atol=1e-12)
+    # d/db sum(y^2) = 2 sum(y) over positions: a closed form for the bias gradient
+    np.testing.assert_allclose(grads["bias"], 2 * want.sum(axis=tuple(range(nd + 1))), rtol=1e-10)
+    assert grads["weight"].shape == w.shape and float(np.abs(grads["weight"]).sum()) > 0
+
+
 # ------------------------------------------------------------------------ errors
 
 
@@ -363,6 +426,29 @@ def _error_id(value):
             (1, 1, 4, 3),
             r"model\.conv1 \(ConvTranspose2d\): padding \(1, 1\) leaves an empty output",
         ),
+        (
+            nn.ConvTranspose1d(3, 8, 3),
+            (2, 9, 4),
+            r"^model\.conv1 \(ConvTranspose1d\): expected input with last dimension 3, got "
+            r"shape \(2, 9, 4\)",
+        ),
+        (
+            nn.ConvTranspose1d(3, 8, 3),
+            (1, 2, 9, 3),
+            r"^model\.conv1 \(ConvTranspose1d\): expected 3 or 2-D input \(N, L, C\) or "
+            r"unbatched \(L, C\), got shape \(1, 2, 9, 3\)",
+        ),
+        (
+            nn.ConvTranspose3d(2, 4, 3),
+            (4, 4, 2),
+            r"^model\.conv1 \(ConvTranspose3d\): expected 5 or 4-D input \(N, D, H, W, C\)",
+        ),
+        (
+            nn.ConvTranspose3d(2, 4, 2, padding=(0, 1, 0)),
+            (1, 3, 1, 3, 2),
+            r"^model\.conv1 \(ConvTranspose3d\): padding \(0, 1, 0\) leaves an empty output "
+            r"\(4, 0, 4\) for input shape \(1, 3, 1, 3, 2\)",
+        ),
     ],
     ids=_error_id,
 )
@@ -382,6 +468,8 @@ def test_shape_errors_name_the_layer(layer, shape, match):
         (nn.Conv1d(4, 8, 3), (4, 16), "(LC) and this looks like CL: pass x.transpose(1, 0)"),
         (nn.Conv3d(2, 4, 3), (1, 2, 5, 6, 7), "(NDHWC) and this looks like NCDHW: pass x.transpose(0, 2, 3, 4, 1)"),
         (nn.ConvTranspose2d(3, 4, 3), (2, 3, 8, 8), "(NHWC) and this looks like NCHW: pass x.transpose(0, 2, 3, 1)"),
+        (nn.ConvTranspose1d(4, 8, 3), (2, 4, 16), "(NLC) and this looks like NCL: pass x.transpose(0, 2, 1)"),
+        (nn.ConvTranspose3d(2, 4, 3), (1, 2, 5, 6, 7), "(NDHWC) and this looks like NCDHW: pass x.transpose(0, 2, 3, 4, 1)"),
     ],
     ids=_error_id,
 )  # fmt: skip
@@ -422,6 +510,14 @@ def test_channels_last_input_of_the_wrong_width_gets_no_transpose_hint(layer, sh
         (lambda: nn.ConvTranspose2d(4, 6, 3, groups=4), r"out_channels=6 must be divisible"),
         (lambda: nn.ConvTranspose2d(4, 4, 3, stride=2, output_padding=2), "output_padding"),
         (lambda: nn.ConvTranspose2d(4, 4, 3, padding_mode="reflect"), '"zeros" padding_mode'),
+        (
+            lambda: nn.ConvTranspose1d(4, 4, 3, stride=2, output_padding=2),
+            r"^ConvTranspose1d: output_padding \(2,\) must be smaller than either stride \(2,\)",
+        ),
+        (lambda: nn.ConvTranspose1d(4, 6, 3, groups=4), r"^ConvTranspose1d: out_channels=6"),
+        (lambda: nn.ConvTranspose3d(4, 4, (3, 3)), r"^ConvTranspose3d: kernel_size must be .* 3"),
+        (lambda: nn.ConvTranspose3d(4, 4, 3, padding=-1), r"^ConvTranspose3d: padding must be"),
+        (lambda: nn.ConvTranspose3d(4, 4, 3, padding_mode="circular"), '"zeros" padding_mode'),
     ],
 )
 def test_construction_errors(make, match):
@@ -439,6 +535,16 @@ def test_functional_errors_name_the_function():
         F.conv2d(x, jnp.zeros((3, 3, 4, 8)), jnp.zeros(4))
     with pytest.raises(ShapeError, match=r"^conv_transpose2d: groups=3 must be >= 1 and divide"):
         F.conv_transpose2d(x, jnp.zeros((3, 3, 2, 4)), groups=3)
+    with pytest.raises(ShapeError, match=r"^conv_transpose1d: expected 3-D weight"):
+        F.conv_transpose1d(jnp.zeros((1, 5, 4)), jnp.zeros((3, 3, 2, 4)))
+    with pytest.raises(ShapeError, match=r"^conv_transpose1d: expected bias of shape \(2,\)"):
+        F.conv_transpose1d(jnp.zeros((1, 5, 4)), jnp.zeros((3, 2, 4)), jnp.zeros(4))
+    with pytest.raises(ShapeError, match=r"^conv_transpose3d: expected input with last dim"):
+        F.conv_transpose3d(jnp.zeros((1, 3, 3, 3, 2)), jnp.zeros((2, 2, 2, 2, 4)))
+    with pytest.raises(ValueError, match=r"^conv_transpose3d: output_padding \(0, 2, 0\)"):
+        F.conv_transpose3d(
+            jnp.zeros((3, 3, 3, 4)), jnp.zeros((2, 2, 2, 2, 4)), output_padding=(0, 2, 0), stride=2
+        )
 
 
 def test_docstring_examples():
@@ -511,3 +617,69 @@ def test_conv_transpose_matches_pytorch(kwargs):
         want = _from_torch(torch_layer(_to_torch(torch, x)))
     assert y.shape == want.shape
     np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)  # as test_conv_matches_pytorch
+
+
+# (nd, kernel_size, kwargs): odd sizes, strides, padding beyond dilation·(k − 1),
+# output_padding below stride or dilation, dilation, groups, no bias
+TORCH_TRANSPOSE_CASES = [
+    (1, 3, {}),
+    (1, 4, {"stride": 3, "padding": 2, "output_padding": 2, "groups": 2}),
+    (1, 3, {"stride": 2, "padding": 3, "output_padding": 1, "dilation": 2, "bias": False}),
+    (2, (3, 2), {"stride": (1, 3), "padding": (2, 1), "output_padding": (1, 2), "dilation": 2}),
+    (3, 2, {"stride": 2, "output_padding": 1, "groups": 2}),
+    (3, (3, 2, 3), {"stride": (2, 1, 3), "padding": (1, 0, 2), "output_padding": (1, 0, 2)}),
+    (3, (1, 3, 2), {"padding": (0, 2, 1), "dilation": (1, 2, 3), "groups": 2, "bias": False}),
+]
+
+
+@pytest.mark.torch
+def test_conv_transpose_nd_matches_pytorch_float32():
+    """Random PyTorch weights, converted by ``w.permute(*range(2, nd + 2), 1, 0)`` (a
+    transpose, no flip), give PyTorch's outputs in float32 for ConvTranspose1d/2d/3d."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    cases = []
+    for nd, kernel_size, kwargs in TORCH_TRANSPOSE_CASES:
+        torch_layer = getattr(torch.nn, f"ConvTranspose{nd}d")(4, 6, kernel_size, **kwargs)
+        ours = LAYER_T[nd](4, 6, kernel_size, **kwargs)
+        w = torch_layer.weight.detach().numpy()  # (C_in, C_out // groups, *kernel)
+        params = {"weight": w.transpose(*range(2, nd + 2), 1, 0)}
+        if torch_layer.bias is not None:
+            params["bias"] = torch_layer.bias.detach().numpy()
+        shapes = jax.tree.map(jnp.shape, jax.eval_shape(ours.init, jax.random.key(0))[0])
+        assert jax.tree.map(np.shape, params) == shapes, (nd, kwargs)
+        cases.append((torch_layer, ours, params, normal(2, *(5, 3, 4)[:nd], 4)))
+
+    @jax.jit
+    def run(params, xs):  # one program for every case
+        return [ours.apply(p, {}, x)[0] for (_, ours, _, _), p, x in zip(cases, params, xs)]
+
+    outs = run([c[2] for c in cases], [c[3] for c in cases])
+    for (torch_layer, ours, params, x), y in zip(cases, outs):
+        with torch.no_grad():
+            want = _from_torch(torch_layer(_to_torch(torch, x)))
+        assert y.shape == want.shape, ours
+        # float32, two summation orders of the same <= C_in/g·prod(k) + 1 terms: each
+        # within the worst-case bound of any order, so they differ by at most twice it
+        nd = x.ndim - 2
+        geometry = [_ntuple(getattr(ours, name), nd) for name in _GEOMETRY]
+        bound = _transpose_bound(x, params["weight"], params.get("bias"), *geometry, ours.groups)
+        np.testing.assert_allclose(y, want, rtol=0, atol=2 * bound, err_msg=repr(ours))
+
+
+_GEOMETRY = ("stride", "padding", "output_padding", "dilation")
+
+
+def _ntuple(value, nd):
+    return (value,) * nd if isinstance(value, int) else tuple(value)
+
+
+def test_docs_page_code_runs():
+    """docs/layers-conv-pool.md's python blocks run top to bottom, without torch."""
+    page = pathlib.Path(__file__).resolve().parents[2] / "docs" / "layers-conv-pool.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.DOTALL)
+    namespace: dict = {}
+    for code in blocks:
+        exec(compile(code, str(page), "exec"), namespace)
+    assert len(blocks) == 3
+    assert namespace["logits"].shape == (8, 10) and namespace["clip"].shape == (2, 1, 4, 2, 3)

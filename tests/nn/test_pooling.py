@@ -8,6 +8,7 @@ reshape fast path and the ``lax.reduce_window`` path.
 
 import doctest
 import functools
+import itertools
 import math
 
 import chex
@@ -21,7 +22,7 @@ import funcnet.functional._pooling as pooling
 from funcnet import functional as F
 from funcnet import nn
 from funcnet.errors import ShapeError
-from tests._numerics import U32
+from tests._numerics import U32, check_grads_float64, to_float64
 
 RNG = np.random.default_rng(0)
 
@@ -100,7 +101,8 @@ def ref_adaptive(x, ct, mode, output_size):
     """PyTorch's adaptive bins [floor(i·n/o), ceil((i+1)·n/o)) by loops; (y, dL/dx)."""
     x, ct = np.asarray(x, np.float64), None if ct is None else np.asarray(ct, np.float64)
     spatial = x.shape[1:-1]
-    outs = [n if o is None else o for o, n in zip(as_tuple(output_size, 2), spatial)]
+    sizes = as_tuple(output_size, len(spatial))
+    outs = [n if o is None else o for o, n in zip(sizes, spatial)]
     y = np.zeros((x.shape[0], *outs, x.shape[-1]))
     grad = np.zeros(x.shape)
     for o in np.ndindex(*outs):
@@ -108,17 +110,19 @@ def ref_adaptive(x, ct, mode, output_size):
             range(math.floor(i * n / m), math.ceil((i + 1) * n / m))
             for i, n, m in zip(o, spatial, outs)
         ]
-        cells = [(a, b) for a in box[0] for b in box[1]]  # row-major
-        window = np.stack([x[:, a, b] for a, b in cells])  # (cells, N, C)
+        cells = list(itertools.product(*box))  # row-major
+        at = [(slice(None), *c, slice(None)) for c in cells]
+        out_at = (slice(None), *o, slice(None))
+        window = np.stack([x[a] for a in at])  # (cells, N, C)
         if mode == "max":
             arg = np.argmax(window, axis=0)  # the first maximum
-            y[:, o[0], o[1]] = window.max(axis=0)
-            for j, (a, b) in enumerate(cells if ct is not None else ()):
-                grad[:, a, b] += np.where(arg == j, ct[:, o[0], o[1]], 0)
+            y[out_at] = window.max(axis=0)
+            for j, a in enumerate(at if ct is not None else ()):
+                grad[a] += np.where(arg == j, ct[out_at], 0)
         else:
-            y[:, o[0], o[1]] = window.mean(axis=0)
-            for a, b in cells if ct is not None else ():
-                grad[:, a, b] += ct[:, o[0], o[1]] / len(cells)
+            y[out_at] = window.mean(axis=0)
+            for a in at if ct is not None else ():
+                grad[a] += ct[out_at] / len(cells)
     return y, grad
 
 
@@ -153,8 +157,8 @@ def path(f, x):
 
 # ---------------------------------------------------------------------- max / avg
 
-MAX = {1: F.max_pool1d, 2: F.max_pool2d}
-AVG = {1: F.avg_pool1d, 2: F.avg_pool2d}
+MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 
 # (spatial, kwargs, path: "reshape", "reduce_window" or "slices")
 MAX_CASES = [
@@ -167,6 +171,13 @@ MAX_CASES = [
     ((9,), {"kernel_size": 2}, "reshape"),
     ((9,), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}, "reduce_window"),
     ((9,), {"kernel_size": 2, "stride": 2, "dilation": 3}, "slices"),
+    ((4, 5, 6), {"kernel_size": 2}, "reshape"),  # floor mode drops the last H row
+    (
+        (5, 4, 5),
+        {"kernel_size": (3, 2, 3), "stride": 2, "padding": 1, "ceil_mode": True},
+        "reduce_window",
+    ),
+    ((5, 5, 4), {"kernel_size": 2, "stride": (1, 2, 1), "dilation": (2, 1, 1)}, "slices"),
 ]
 
 
@@ -231,6 +242,19 @@ AVG_CASES = [
     ((6, 7), {"kernel_size": (2, 3), "stride": (1, 2), "divisor_override": 4}, False),
     ((9,), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}, False),
     ((9,), {"kernel_size": 2, "count_include_pad": False}, True),
+    ((4, 5, 3), {"kernel_size": (2, 3, 1), "divisor_override": 5}, True),
+    ((5, 4, 5), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}, False),
+    (
+        (5, 6, 5),
+        {
+            "kernel_size": (3, 2, 3),
+            "stride": (2, 2, 3),
+            "padding": (1, 0, 1),
+            "ceil_mode": True,
+            "count_include_pad": False,
+        },
+        False,
+    ),
 ]
 
 
@@ -271,6 +295,41 @@ def test_adaptive_pool_matches_loops(mode, output_size):
     np.testing.assert_allclose(grad, want_grad, rtol=0, atol=grad_bound)
 
 
+# (input spatial, output_size): sizes that divide, that do not, larger outputs, None
+ADAPTIVE_ND_CASES = [
+    ((7,), 3),
+    ((5,), (None,)),
+    ((5,), 8),
+    ((5, 4, 6), (2, 3, 4)),
+    ((4, 4, 6), (None, 2, 3)),
+    ((3, 2, 4), (4, 3, 5)),
+]
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_adaptive_pool_1d_3d_matches_loops(mode):
+    functions = {
+        "max": {1: F.adaptive_max_pool1d, 3: F.adaptive_max_pool3d},
+        "avg": {1: F.adaptive_avg_pool1d, 3: F.adaptive_avg_pool3d},
+    }[mode]
+    pools = [
+        functools.partial(functions[len(spatial)], output_size=output_size)
+        for spatial, output_size in ADAPTIVE_ND_CASES
+    ]
+    xs = [(ties if mode == "max" else normal)(2, *c[0], 3) for c in ADAPTIVE_ND_CASES]
+    cts = [normal(*jax.eval_shape(pool, x).shape) for pool, x in zip(pools, xs)]
+    # one program for all cases (compiling each alone would dominate the test's time)
+    outs, grads = value_and_grad(lambda xs: [f(x) for f, x in zip(pools, xs)], xs, cts)
+    for (spatial, output_size), x, ct, y, grad in zip(ADAPTIVE_ND_CASES, xs, cts, outs, grads):
+        want, want_grad = ref_adaptive(x, ct, mode, output_size)
+        assert y.shape == want.shape, (spatial, output_size)
+        # float32 bin sums and gradient sums of at most prod(spatial) terms, any order
+        n = math.prod(spatial)
+        y_bound, grad_bound = rounding_bounds(ref_adaptive, x, ct, mode, output_size, n=n)
+        np.testing.assert_allclose(y, want, rtol=0, atol=y_bound, err_msg=str(output_size))
+        np.testing.assert_allclose(grad, want_grad, rtol=0, atol=grad_bound)
+
+
 def test_gradients_float64():
     with jax.enable_x64(True):
         x = RNG.standard_normal((1, 7, 6, 2))  # distinct values: max is differentiable
@@ -282,6 +341,22 @@ def test_gradients_float64():
             lambda x: F.adaptive_avg_pool2d(x, (4, 4)),
         ]:
             check_grads(jax.jit(f), (x,), order=1, modes=("rev",))
+
+
+def test_1d_3d_gradients_float64():
+    def pools(x3, x1):  # one program: every new function (2-D tests cover each code path)
+        return (
+            F.max_pool3d(x3, 2, ceil_mode=True),
+            F.avg_pool3d(x3, 3, 2, 1, ceil_mode=True, count_include_pad=False),
+            F.adaptive_max_pool3d(x3, (3, 2, 4)),
+            F.adaptive_avg_pool3d(x3, (2, None, 3)),
+            F.adaptive_max_pool1d(x1, 3),
+            F.adaptive_avg_pool1d(x1, 4),
+        )
+
+    # distinct values: max is differentiable
+    x3, x1 = RNG.standard_normal((1, 5, 4, 5, 2)), RNG.standard_normal((2, 7, 3))
+    check_grads_float64(jax.jit(pools), (x3, x1))
 
 
 def test_fast_path_gradient_has_no_select_and_scatter():
@@ -353,6 +428,32 @@ def test_unbatched_input_and_vmap():
     assert y.shape == (3, 2)
 
 
+def test_1d_3d_layers_jit_vmap_unbatched():
+    cases = [
+        (nn.MaxPool3d(2), 0, (2, 2, 3)),
+        (nn.AvgPool3d(3, 2, 1), 0, (2, 3, 3)),
+        (nn.AdaptiveAvgPool3d((2, None, 3)), 0, (2, 5, 3)),
+        (nn.AdaptiveMaxPool1d(3), 1, (3,)),
+    ]
+    inputs = [normal(3, 4, 5, 6, 2), normal(3, 7, 2)]
+
+    @jax.jit
+    def run(inputs):
+        out = []
+        for layer, i, _ in cases:
+            one = lambda v, layer=layer: layer.apply({}, {}, v)[0]  # (*spatial, C)
+            x = inputs[i]
+            out.append((layer.apply({}, {}, x)[0], jax.vmap(one)(x), one(x[2])))
+        return out
+
+    with jax.enable_x64(True):  # float64: as test_unbatched_input_and_vmap
+        outs = run(to_float64(inputs))
+    for (layer, _, spatial), (batched, mapped, single) in zip(cases, outs):
+        assert batched.shape == (3, *spatial, 2) and batched.dtype == np.float64, layer
+        np.testing.assert_allclose(mapped, batched, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(single, batched[2], rtol=1e-12, atol=1e-12)
+
+
 def test_low_precision_in_same_dtype_out():
     x = normal(2, 6, 6, 3)
     layers = [nn.MaxPool2d(2), nn.AvgPool2d(3, 1, 1), nn.AdaptiveAvgPool2d((4, 4))]
@@ -374,6 +475,14 @@ def test_repr_shows_pytorch_arguments():
     assert repr(nn.MaxPool2d(2)) == "MaxPool2d(kernel_size=2)"
     assert repr(nn.AvgPool1d(3, 2, 1)) == "AvgPool1d(kernel_size=3, stride=2, padding=1)"
     assert repr(nn.AdaptiveAvgPool2d((3, None))) == "AdaptiveAvgPool2d(output_size=(3, None))"
+    assert repr(nn.MaxPool3d(2, ceil_mode=True)) == "MaxPool3d(kernel_size=2, ceil_mode=True)"
+    assert repr(nn.AvgPool3d([2, 1, 2], divisor_override=3)) == (
+        "AvgPool3d(kernel_size=(2, 1, 2), divisor_override=3)"
+    )
+    assert repr(nn.AdaptiveMaxPool1d(3)) == "AdaptiveMaxPool1d(output_size=3)"
+    assert repr(nn.AdaptiveAvgPool3d([None, 2, 3])) == (
+        "AdaptiveAvgPool3d(output_size=(None, 2, 3))"
+    )
 
 
 # ------------------------------------------------------------------------ errors
@@ -417,6 +526,47 @@ def _error_id(value):
         (nn.AvgPool2d(2), (1, 4, 4, 1), "i4", r"model\.pool \(AvgPool2d\): expected floating"),
         (nn.AdaptiveAvgPool2d(2), (4, 4), "f4", r"model\.pool \(AdaptiveAvgPool2d\): expected 4"),
         (nn.AdaptiveMaxPool2d(2), (1, 0, 4, 1), "f4", r"model\.pool \(AdaptiveMaxPool2d\): empty"),
+        (
+            nn.MaxPool3d((2, 3, 2), stride=1),
+            (1, 4, 2, 4, 3),
+            "f4",
+            r"^model\.pool \(MaxPool3d\): window \(2, 3, 2\) \(padding \(0, 0, 0\), dilation "
+            r"\(1, 1, 1\)\) is larger than the input's spatial size \(4, 2, 4\); got input shape "
+            r"\(1, 4, 2, 4, 3\)",
+        ),
+        (
+            nn.MaxPool3d(2),
+            (4, 4, 3),
+            "f4",
+            r"^model\.pool \(MaxPool3d\): expected 5 or 4-D input \(N, D, H, W, C\) or unbatched "
+            r"\(D, H, W, C\), got shape \(4, 4, 3\)",
+        ),
+        (nn.AvgPool3d(2), (1, 4, 4, 4, 1), "i4", r"^model\.pool \(AvgPool3d\): expected floating"),
+        (nn.AvgPool3d(2, padding=1), (1, 4, 4, 4, 1, 1), "f4", r"^model\.pool \(AvgPool3d\): exp"),
+        (
+            nn.AdaptiveAvgPool1d(2),
+            (1, 4, 4, 1),
+            "f4",
+            r"^model\.pool \(AdaptiveAvgPool1d\): expected 3",
+        ),
+        (
+            nn.AdaptiveAvgPool3d(2),
+            (1, 4, 4, 4, 1),
+            "i4",
+            r"^model\.pool \(AdaptiveAvgPool3d\): expected fl",
+        ),
+        (
+            nn.AdaptiveMaxPool1d(2),
+            (1, 0, 2),
+            "f4",
+            r"^model\.pool \(AdaptiveMaxPool1d\): empty spatial input, got shape \(1, 0, 2\)",
+        ),
+        (
+            nn.AdaptiveMaxPool3d(2),
+            (4, 4, 4),
+            "f4",
+            r"^model\.pool \(AdaptiveMaxPool3d\): expected 5 or 4-D",
+        ),
     ],
     ids=_error_id,
 )
@@ -437,6 +587,19 @@ def test_shape_errors_name_the_layer(layer, shape, dtype, match):
         (lambda: nn.AdaptiveMaxPool2d(2, True), NotImplementedError, "return_indices"),
         (lambda: nn.AdaptiveAvgPool2d((2, 2, 2)), ValueError, "AdaptiveAvgPool2d: output_size"),
         (lambda: nn.AdaptiveAvgPool2d(0), ValueError, "output_size must be a positive int"),
+        (
+            lambda: nn.MaxPool3d(2, padding=(0, 2, 0)),
+            ValueError,
+            r"^MaxPool3d: padding \(0, 2, 0\)",
+        ),
+        (lambda: nn.MaxPool3d((2, 2)), ValueError, r"^MaxPool3d: kernel_size must be .* of 3"),
+        (lambda: nn.MaxPool3d(2, return_indices=True), NotImplementedError, "^MaxPool3d: return"),
+        (lambda: nn.AvgPool3d(2, stride=(1, 0, 1)), ValueError, "^AvgPool3d: stride must be"),
+        (lambda: nn.AvgPool3d(2, divisor_override=0), ValueError, "^AvgPool3d: divisor_override"),
+        (lambda: nn.AdaptiveAvgPool1d(None), ValueError, "^AdaptiveAvgPool1d: output_size"),
+        (lambda: nn.AdaptiveAvgPool3d((2, 2)), ValueError, "^AdaptiveAvgPool3d: output_size"),
+        (lambda: nn.AdaptiveMaxPool1d(2, True), NotImplementedError, "^AdaptiveMaxPool1d: return"),
+        (lambda: nn.AdaptiveMaxPool3d((2, 0, 2)), ValueError, "^AdaptiveMaxPool3d: output_size"),
     ],
 )
 def test_construction_errors(make, error, match):
@@ -451,6 +614,18 @@ def test_functional_errors_name_the_function():
         F.avg_pool1d(jnp.zeros((1, 2, 2, 1)), 2)
     with pytest.raises(ValueError, match=r"must be at most half of kernel_size"):
         F.max_pool1d(jnp.zeros((1, 6, 1)), 2, padding=2)
+    with pytest.raises(ShapeError, match=r"^max_pool3d: window \(3, 3, 3\)"):
+        F.max_pool3d(jnp.zeros((1, 2, 4, 4, 1)), 3)
+    with pytest.raises(ShapeError, match=r"^avg_pool3d: expected 5 or 4-D input"):
+        F.avg_pool3d(jnp.zeros((4, 4, 1)), 2)
+    with pytest.raises(ValueError, match=r"^avg_pool3d: divisor_override must be non-zero"):
+        F.avg_pool3d(jnp.zeros((1, 4, 4, 4, 1)), 2, divisor_override=0)
+    with pytest.raises(ShapeError, match=r"^adaptive_avg_pool1d: expected floating input"):
+        F.adaptive_avg_pool1d(jnp.zeros((1, 4, 1), jnp.int32), 2)
+    with pytest.raises(ShapeError, match=r"^adaptive_max_pool3d: empty spatial input"):
+        F.adaptive_max_pool3d(jnp.zeros((2, 0, 2, 1)), 2)
+    with pytest.raises(NotImplementedError, match=r"^adaptive_max_pool1d: return_indices"):
+        F.adaptive_max_pool1d(jnp.zeros((1, 4, 1)), 2, return_indices=True)
 
 
 def test_docstring_examples():
@@ -481,6 +656,28 @@ TORCH_CASES = [
     ("AdaptiveMaxPool2d", (7, 6), {"output_size": (3, 4)}),
     ("AdaptiveMaxPool2d", (7, 6), {"output_size": (4, 9)}),
 ]
+# The 1-D/3-D layers, checked in float64 with gradients and in float32 (below)
+NEW_TORCH_CASES = [
+    ("MaxPool3d", (5, 4, 6), {"kernel_size": 2, "ceil_mode": True}),
+    ("MaxPool3d", (5, 4, 6), {"kernel_size": 2, "padding": 1, "dilation": (1, 1, 2)}),
+    ("MaxPool3d", (5, 4, 6), {"kernel_size": (3, 2, 2), "stride": (2, 1, 3), "ceil_mode": True}),
+    ("AvgPool3d", (5, 4, 6), {"kernel_size": 2, "padding": 1, "ceil_mode": True}),
+    ("AvgPool3d", (5, 4, 6), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
+    (
+        "AvgPool3d",
+        (5, 4, 6),
+        {"kernel_size": (3, 2, 3), "stride": 2, "padding": 1, "count_include_pad": False},
+    ),
+    ("AvgPool3d", (5, 4, 6), {"kernel_size": (3, 2, 2), "divisor_override": 5}),
+    ("AdaptiveAvgPool1d", (7,), {"output_size": 3}),
+    ("AdaptiveAvgPool1d", (5,), {"output_size": 8}),
+    ("AdaptiveMaxPool1d", (7,), {"output_size": 3}),
+    ("AdaptiveMaxPool1d", (5,), {"output_size": (8,)}),
+    ("AdaptiveAvgPool3d", (5, 4, 6), {"output_size": (2, 3, 4)}),
+    ("AdaptiveAvgPool3d", (5, 4, 6), {"output_size": (None, 2, 6)}),
+    ("AdaptiveMaxPool3d", (5, 4, 6), {"output_size": (3, None, 4)}),
+    ("AdaptiveMaxPool3d", (5, 4, 6), {"output_size": (2, 6, 7)}),
+]
 
 
 @pytest.mark.torch
@@ -503,3 +700,60 @@ def test_matches_pytorch_with_gradients(case):
     yt.backward(torch.tensor(np.moveaxis(ct, -1, 1)))
     np.testing.assert_allclose(y, np.moveaxis(yt.detach().numpy(), 1, -1), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(grad, np.moveaxis(xt.grad.numpy(), 1, -1), rtol=1e-12, atol=1e-12)
+
+
+def _avg_bound(name, spatial, x, kwargs):
+    """Worst case of a float32 average pooling in any order: window sums of <=
+    prod(kernel) terms, or an adaptive pool's separable sums of <= prod(spatial) terms."""
+    if "Adaptive" in name:
+        n, mags = math.prod(spatial), ref_adaptive(np.abs(x), None, "avg", kwargs["output_size"])
+    else:
+        n = math.prod(as_tuple(kwargs["kernel_size"], len(spatial)))
+        mags = ref_pool(np.abs(x), None, "avg", **kwargs)
+    return (n + 1) * U32 * float(mags[0].max())
+
+
+@pytest.mark.torch
+def test_1d_3d_layers_match_pytorch():
+    """Values and gradients in float64 (the definitions' parity, as
+    test_matches_pytorch_with_gradients), and values in float32."""
+    torch = pytest.importorskip("torch")
+    layers = [getattr(nn, name)(**kwargs) for name, _, kwargs in NEW_TORCH_CASES]
+    xs = [(ties if "Max" in c[0] else normal)(2, *c[1], 3) for c in NEW_TORCH_CASES]
+
+    @jax.jit
+    def run(x64s, cts, x32s):  # one program for every case
+        out = []
+        for layer, x64, ct, x32 in zip(layers, x64s, cts, x32s):
+            y, vjp = jax.vjp(lambda x, layer=layer: layer.apply({}, {}, x)[0], x64)
+            out.append((y, vjp(ct)[0], layer.apply({}, {}, x32)[0]))
+        return out
+
+    cts = [
+        RNG.standard_normal(jax.eval_shape(lambda x, f=layer: f.apply({}, {}, x)[0], x).shape)
+        for layer, x in zip(layers, xs)
+    ]
+    with jax.enable_x64(True):
+        x64s = to_float64(xs)
+        outs = run(x64s, cts, xs)
+    for (name, spatial, kwargs), x, ct, (y, grad, y32) in zip(NEW_TORCH_CASES, xs, cts, outs):
+        message = f"{name} {kwargs}"
+        assert y.dtype == grad.dtype == np.float64 and y32.dtype == np.float32, message
+        xt = torch.tensor(np.moveaxis(x.astype(np.float64), -1, 1), requires_grad=True)
+        yt = getattr(torch.nn, name)(**kwargs)(xt)
+        yt.backward(torch.tensor(np.moveaxis(ct, -1, 1)))
+        want, want_grad = (
+            np.moveaxis(yt.detach().numpy(), 1, -1),
+            np.moveaxis(xt.grad.numpy(), 1, -1),
+        )
+        np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12, err_msg=message)
+        np.testing.assert_allclose(grad, want_grad, rtol=1e-12, atol=1e-12, err_msg=message)
+
+        want32 = getattr(torch.nn, name)(**kwargs)(torch.tensor(np.moveaxis(x, -1, 1)))
+        want32 = np.moveaxis(want32.numpy(), 1, -1)
+        assert want32.dtype == np.float32 and y32.shape == want32.shape, message
+        if "Max" in name:  # a max picks one of the inputs: exact
+            np.testing.assert_array_equal(y32, want32, err_msg=message)
+        else:  # each library within the worst case of any order: twice it apart at most
+            bound = _avg_bound(name, spatial, x, kwargs)
+            np.testing.assert_allclose(y32, want32, rtol=0, atol=2 * bound, err_msg=message)
