@@ -1,4 +1,5 @@
-"""Normalisation: batch_norm, layer_norm, group_norm, rms_norm (channels-last).
+"""Normalisation: batch_norm, instance_norm, layer_norm, group_norm, rms_norm,
+local_response_norm (channels-last).
 
 Statistics and the normalisation itself are computed in at least float32 (bfloat16 and
 float16 inputs are upcast, float64 stays float64), as PyTorch does with its "opmath"
@@ -15,11 +16,19 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from funcnet.errors import ShapeError
 
-__all__ = ["batch_norm", "group_norm", "layer_norm", "rms_norm"]
+__all__ = [
+    "batch_norm",
+    "group_norm",
+    "instance_norm",
+    "layer_norm",
+    "local_response_norm",
+    "rms_norm",
+]
 
 
 def _stats_dtype(x: jax.typing.ArrayLike) -> jnp.dtype:
@@ -141,6 +150,87 @@ def _moving_average(running: jax.Array, value: jax.Array, momentum: float | jax.
     return ((1 - m) * old.astype(value.dtype) + m * value).astype(old.dtype)
 
 
+def _spatial_count(x: jax.typing.ArrayLike) -> int:
+    """Values per (sample, channel) of a batched channels-last ``(N, *spatial, C)`` input."""
+    return math.prod(jnp.shape(x)[1:-1])
+
+
+def instance_norm(
+    x: jax.Array,
+    running_mean: jax.Array | None = None,
+    running_var: jax.Array | None = None,
+    weight: jax.Array | None = None,
+    bias: jax.Array | None = None,
+    use_input_stats: bool = True,
+    momentum: float | jax.Array = 0.1,
+    eps: float = 1e-5,
+) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
+    """Instance normalisation of channels-last input (``torch.nn.functional.instance_norm``).
+
+    With ``use_input_stats`` each (sample, channel) is normalised with the mean and
+    *biased* variance of its own spatial positions; running statistics, when given, move
+    towards the batch average of the per-instance means and *unbiased* variances:
+    ``running = (1 − momentum)·running + momentum·mean_over_N(instance)``, as PyTorch's.
+    Without ``use_input_stats`` the running statistics normalise. Unlike PyTorch's, which
+    updates the running buffers in place, this returns the updated ones.
+
+    Args:
+        x: (N, L, C), (N, H, W, C) or (N, D, H, W, C): any (N, *spatial, C) with at least
+            one spatial axis; floating.
+        running_mean: (C,) or None.
+        running_var: (C,) or None, together with ``running_mean``.
+        weight: (C,) scale, or None.
+        bias: (C,) shift, or None.
+        use_input_stats: normalise with (and update from) the instance statistics; a
+            Python bool. False needs the running statistics.
+        momentum: the update factor (a float or a traced scalar).
+        eps: added to the variance before the square root.
+
+    Returns:
+        ``(y, running_mean, running_var)``: y of x's shape and dtype; the running
+        statistics updated when ``use_input_stats`` (unchanged otherwise, None when None).
+
+    Raises:
+        ShapeError: for fewer than 3 dimensions, or a single spatial element when
+            ``use_input_stats`` (PyTorch's "Expected more than 1 spatial element").
+        ValueError: when only one running statistic is given, or none and
+            ``use_input_stats`` is False.
+    """
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("instance_norm: pass both running_mean and running_var, or neither")
+    if not use_input_stats and running_mean is None:
+        raise ValueError("instance_norm: use_input_stats=False needs running_mean and running_var")
+    shape = jnp.shape(x)
+    if len(shape) < 3:
+        raise ShapeError(
+            f"instance_norm: expected input (N, *spatial, C) with at least 3 dimensions, "
+            f"got shape {tuple(shape)}"
+        )
+    count = _spatial_count(x)
+    if use_input_stats and count <= 1:
+        raise ShapeError(
+            "instance_norm: expected more than 1 spatial element when training, got input "
+            f"shape {tuple(shape)}"
+        )
+    xf = jnp.asarray(x, _stats_dtype(x))
+    if use_input_stats:
+        axes = tuple(range(1, len(shape) - 1))
+        mean = jnp.mean(xf, axis=axes, keepdims=True)
+        centered = xf - mean
+        var = jnp.mean(jnp.square(centered), axis=axes, keepdims=True)
+        if running_mean is not None:
+            batch_mean = lax.stop_gradient(jnp.mean(mean, axis=axes).mean(axis=0))
+            unbiased = jnp.mean(var, axis=axes).mean(axis=0) * (count / (count - 1))
+            running_mean = _moving_average(running_mean, batch_mean, momentum)
+            running_var = _moving_average(running_var, lax.stop_gradient(unbiased), momentum)
+    else:
+        c = (1,) * (len(shape) - 1) + (-1,)
+        centered = xf - jnp.asarray(running_mean, xf.dtype).reshape(c)
+        var = jnp.asarray(running_var, xf.dtype).reshape(c)
+    y = _affine(centered * lax.rsqrt(var + eps), weight, bias, len(shape))
+    return y.astype(jnp.result_type(x)), running_mean, running_var
+
+
 def layer_norm(
     x: jax.Array,
     normalized_shape: int | Sequence[int],
@@ -240,3 +330,52 @@ def rms_norm(
     ms = jnp.mean(jnp.square(xf), axis=axes, keepdims=True)
     y = _affine(xf * lax.rsqrt(ms + eps), weight, None, xf.ndim)
     return y.astype(jnp.result_type(x))
+
+
+def _check_lrn_size(owner: str, size: int) -> None:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"{owner}: size must be a positive int, got {size!r}")
+
+
+def local_response_norm(
+    x: jax.Array, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
+) -> jax.Array:
+    """Local response normalisation across channels (``F.local_response_norm``).
+
+    ``y = x / (k + alpha · mean(x²))^beta``, the mean taken over a window of ``size``
+    channels around each channel (the last axis), zero-padded with ``size // 2`` channels
+    before and ``(size − 1) // 2`` after and always divided by ``size``: PyTorch's
+    definition (its ``alpha`` is divided by ``size``, as in the formula of its docs).
+
+    Args:
+        x: (N, *, C) with at least 3 dimensions (PyTorch's (N, C, *)); floating.
+        size: the number of neighbouring channels in the window.
+        alpha: multiplicative factor.
+        beta: exponent.
+        k: additive factor.
+
+    Returns:
+        x's shape and dtype (computed in at least float32).
+
+    Raises:
+        ShapeError: for input with fewer than 3 dimensions.
+        ValueError: unless ``size`` is a positive int.
+    """
+    _check_lrn_size("local_response_norm", size)
+    shape = jnp.shape(x)
+    if len(shape) < 3:
+        raise ShapeError(
+            f"local_response_norm: expected input (N, *, C) with at least 3 dimensions, got "
+            f"shape {tuple(shape)}"
+        )
+    xf = jnp.asarray(x, _stats_dtype(x))
+    window_sum = lax.reduce_window(
+        jnp.square(xf),
+        np.zeros((), xf.dtype),
+        lax.add,
+        window_dimensions=(1,) * (len(shape) - 1) + (size,),
+        window_strides=(1,) * len(shape),
+        padding=((0, 0),) * (len(shape) - 1) + ((size // 2, (size - 1) // 2),),
+    )
+    div = (window_sum / size * alpha + k) ** beta
+    return (xf / div).astype(jnp.result_type(x))

@@ -1,4 +1,5 @@
-"""Normalisation layers: BatchNorm1d, BatchNorm2d, SyncBatchNorm, LayerNorm, GroupNorm, RMSNorm.
+"""Normalisation layers: BatchNorm1d, BatchNorm2d, SyncBatchNorm, InstanceNorm1d/2d/3d,
+LayerNorm, GroupNorm, RMSNorm, LocalResponseNorm.
 
 Channels-last throughout. Statistics are computed in at least float32 and the output
 has the input's dtype (see ``funcnet.functional.batch_norm``). Names of parameters and
@@ -18,10 +19,26 @@ from jax import lax
 
 from funcnet import functional as F
 from funcnet.errors import ShapeError, check_dtype, check_last_dim, check_ndim
-from funcnet.functional._normalization import _batch_count, _normalized_axes
+from funcnet.functional._normalization import (
+    _batch_count,
+    _check_lrn_size,
+    _normalized_axes,
+    _spatial_count,
+)
 from funcnet.nn._module import Context, Module
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm", "RMSNorm", "SyncBatchNorm"]
+__all__ = [
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "GroupNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "InstanceNorm3d",
+    "LayerNorm",
+    "LocalResponseNorm",
+    "RMSNorm",
+    "SyncBatchNorm",
+]
 
 _BN_STATE = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -61,6 +78,15 @@ def _affine_params(shape: tuple[int, ...], weight: bool, bias: bool, dtype: Any)
     return params
 
 
+def _running_state(shape: tuple[int, ...], dtype: Any) -> dict:
+    """PyTorch's initial running statistics (0, 1) and its batch counter, as int32."""
+    return {
+        "running_mean": jnp.zeros(shape, dtype),
+        "running_var": jnp.ones(shape, dtype),
+        "num_batches_tracked": jnp.zeros((), jnp.int32),
+    }
+
+
 @dataclasses.dataclass(unsafe_hash=True, repr=False)
 class _BatchNorm(Module):
     """Shared implementation; the subclasses fix the accepted input ranks."""
@@ -80,14 +106,7 @@ class _BatchNorm(Module):
         del key  # PyTorch's deterministic init: weight 1, bias 0, running stats (0, 1)
         c = (self.num_features,)
         params = _affine_params(c, self.affine, self.affine, self.dtype)
-        state = {}
-        if self.track_running_stats:
-            state = {
-                "running_mean": jnp.zeros(c, self.dtype),
-                "running_var": jnp.ones(c, self.dtype),
-                "num_batches_tracked": jnp.zeros((), jnp.int32),
-            }
-        return params, state
+        return params, _running_state(c, self.dtype) if self.track_running_stats else {}
 
     def _check_rank(self, ctx: Context, x: jax.Array) -> None:
         check_ndim(ctx, x, self._ndims, layout=self._layout)
@@ -292,6 +311,160 @@ def _require_axis(ctx: Context, axis_name: str) -> None:
 
 
 @dataclasses.dataclass(unsafe_hash=True, repr=False)
+class _InstanceNorm(Module):
+    """Shared implementation; the subclasses fix the number of spatial axes."""
+
+    num_features: int
+    eps: float = 1e-5
+    momentum: float | None = 0.1
+    affine: bool = False
+    track_running_stats: bool = False
+    bias: bool = True
+    dtype: Any = jnp.float32
+
+    _spatial: ClassVar[int] = 0
+    _layout: ClassVar[str] = ""
+
+    def init(self, key: jax.Array) -> tuple[dict, dict]:
+        del key  # PyTorch's deterministic init: weight 1, bias 0, running stats (0, 1)
+        c = (self.num_features,)
+        params = _affine_params(c, self.affine, self.affine and self.bias, self.dtype)
+        return params, _running_state(c, self.dtype) if self.track_running_stats else {}
+
+    def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        check_ndim(ctx, x, (self._spatial + 1, self._spatial + 2), layout=self._layout)
+        check_last_dim(ctx, x, self.num_features, spatial_dims=self._spatial)
+        check_dtype(ctx, x, "floating")
+        batched = jnp.ndim(x) == self._spatial + 2
+        xb = x if batched else x[None]
+        use_input_stats = ctx.train or not self.track_running_stats
+        if use_input_stats and _spatial_count(xb) <= 1:
+            raise ShapeError(
+                f"{_label(ctx)}: expected more than 1 spatial element when training, got "
+                f"input shape {jnp.shape(x)}"
+            )
+        weight = ctx.param("weight") if self.affine else None
+        bias = ctx.param("bias") if self.affine and self.bias else None
+        if not self.track_running_stats:
+            y, _, _ = F.instance_norm(xb, None, None, weight, bias, eps=self.eps)
+            return y if batched else y[0]
+        state = _require_state(ctx, _BN_STATE)
+        y, mean, var = F.instance_norm(
+            xb,
+            state["running_mean"],
+            state["running_var"],
+            weight,
+            bias,
+            use_input_stats=ctx.train,
+            momentum=0.0 if self.momentum is None else self.momentum,  # PyTorch's None
+            eps=self.eps,
+        )
+        if ctx.train:
+            ctx.set_state("running_mean", mean)
+            ctx.set_state("running_var", var)
+        return y if batched else y[0]
+
+
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
+class InstanceNorm1d(_InstanceNorm):
+    """Instance normalisation of (N, L, C) sequences (``torch.nn.InstanceNorm1d``).
+
+    Channels last: PyTorch's (N, C, L) is (N, L, C) here, and its unbatched (C, L) is
+    (L, C). Each (sample, channel) is normalised with the mean and biased variance of its
+    own L positions: ``y = (x − mean) / sqrt(var + eps) · weight + bias``, computed in at
+    least float32 and returned in the input's dtype.
+
+    With ``track_running_stats``, training mode also moves the running statistics towards
+    the batch average of the per-instance means and *unbiased* variances
+    (``running = (1 − momentum)·running + momentum·batch``) and eval mode normalises with
+    them, as PyTorch. ``momentum=None`` means 0 there (the statistics never move), and
+    ``num_batches_tracked`` is kept for checkpoint compatibility but, as in PyTorch, never
+    counts.
+
+    Parameters, with ``affine``: ``weight`` (ones) and ``bias`` (zeros), shape (C,).
+    State, with ``track_running_stats``: ``running_mean`` (zeros), ``running_var`` (ones),
+    both (C,), and ``num_batches_tracked``, an int32 scalar (int64 in PyTorch).
+
+    Args:
+        num_features: C, the size of the input's last axis (checked even without
+            ``affine``, where PyTorch only warns, so a channels-first input fails here).
+        eps: added to the variance before the square root.
+        momentum: the running-average factor (None: 0, as PyTorch).
+        affine: whether to learn ``weight`` and ``bias`` (default False, as PyTorch).
+        track_running_stats: whether to keep running statistics and normalise with them
+            in eval mode (default False: instance statistics in both modes).
+        bias: whether to learn ``bias`` too, with ``affine`` (PyTorch's keyword ``bias``).
+        dtype: dtype of the parameters and running statistics.
+
+    Input (N, L, C) or (L, C), floating; output of the same shape and dtype.
+    """
+
+    _spatial: ClassVar[int] = 1
+    _layout: ClassVar[str] = "(N, L, C) or (L, C)"
+
+
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
+class InstanceNorm2d(_InstanceNorm):
+    """Instance normalisation of (N, H, W, C) images (``torch.nn.InstanceNorm2d``).
+
+    Channels last: PyTorch's (N, C, H, W) is (N, H, W, C) here, and its unbatched
+    (C, H, W) is (H, W, C). Each (sample, channel) is normalised over its H × W positions;
+    otherwise exactly as :class:`InstanceNorm1d` (running statistics only with
+    ``track_running_stats``, updated with the unbiased variance and used in eval mode).
+
+    Args:
+        num_features: C, the size of the input's last axis (always checked).
+        eps: added to the variance before the square root.
+        momentum: the running-average factor (None: 0, as PyTorch).
+        affine: whether to learn ``weight`` (ones) and ``bias`` (zeros), (C,).
+        track_running_stats: whether to keep running statistics (state) for eval mode.
+        bias: whether to learn ``bias`` too, with ``affine``.
+        dtype: dtype of the parameters and running statistics.
+
+    Input (N, H, W, C) or (H, W, C), floating; output of the same shape and dtype.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnet import nn
+        >>> norm = nn.InstanceNorm2d(3, affine=True)
+        >>> params, state = norm.init(jax.random.key(0))
+        >>> sorted(params), state
+        (['bias', 'weight'], {})
+        >>> x = jax.random.normal(jax.random.key(1), (2, 5, 5, 3))
+        >>> y, _ = norm.apply(params, state, x)
+        >>> float(jnp.abs(y.mean(axis=(1, 2))).max()) < 1e-5  # each (sample, channel)
+        True
+    """
+
+    _spatial: ClassVar[int] = 2
+    _layout: ClassVar[str] = "(N, H, W, C) or (H, W, C)"
+
+
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
+class InstanceNorm3d(_InstanceNorm):
+    """Instance normalisation of (N, D, H, W, C) volumes (``torch.nn.InstanceNorm3d``).
+
+    Channels last: PyTorch's (N, C, D, H, W) is (N, D, H, W, C) here, and its unbatched
+    (C, D, H, W) is (D, H, W, C). Each (sample, channel) is normalised over its D × H × W
+    positions; otherwise exactly as :class:`InstanceNorm1d`.
+
+    Args:
+        num_features: C, the size of the input's last axis (always checked).
+        eps: added to the variance before the square root.
+        momentum: the running-average factor (None: 0, as PyTorch).
+        affine: whether to learn ``weight`` (ones) and ``bias`` (zeros), (C,).
+        track_running_stats: whether to keep running statistics (state) for eval mode.
+        bias: whether to learn ``bias`` too, with ``affine``.
+        dtype: dtype of the parameters and running statistics.
+
+    Input (N, D, H, W, C) or (D, H, W, C), floating; output of the same shape and dtype.
+    """
+
+    _spatial: ClassVar[int] = 3
+    _layout: ClassVar[str] = "(N, D, H, W, C) or (D, H, W, C)"
+
+
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
 class LayerNorm(Module):
     """Normalises over the trailing ``normalized_shape`` axes (``torch.nn.LayerNorm``).
 
@@ -413,3 +586,48 @@ class RMSNorm(Module):
         check_dtype(ctx, x, "floating")
         weight = ctx.param("weight") if self.elementwise_affine else None
         return F.rms_norm(x, self.normalized_shape, weight, self.eps)
+
+
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
+class LocalResponseNorm(Module):
+    """Local response normalisation across channels (``torch.nn.LocalResponseNorm``).
+
+    ``y = x / (k + alpha · mean(x²))^beta``, the mean over a window of ``size`` channels
+    (the last axis here; PyTorch's axis 1) zero-padded with ``size // 2`` channels before
+    and ``(size − 1) // 2`` after, always divided by ``size``: PyTorch's numerics. Computed
+    in at least float32; the output has the input's dtype. No parameters.
+
+    Args:
+        size: the number of neighbouring channels in the window.
+        alpha: multiplicative factor.
+        beta: exponent.
+        k: additive factor.
+
+    Input (N, *, C) with at least 3 dimensions (PyTorch's (N, C, *)), floating; output of
+    the same shape and dtype.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnet import nn
+        >>> lrn = nn.LocalResponseNorm(2)
+        >>> y, _ = lrn.apply({}, {}, jnp.ones((1, 4, 4, 3)))
+        >>> y.shape
+        (1, 4, 4, 3)
+    """
+
+    size: int
+    alpha: float = 1e-4
+    beta: float = 0.75
+    k: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_lrn_size("LocalResponseNorm", self.size)
+
+    def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        if jnp.ndim(x) < 3:
+            raise ShapeError(
+                f"{_label(ctx)}: expected input (N, *, C) with at least 3 dimensions, got "
+                f"shape {jnp.shape(x)}"
+            )
+        check_dtype(ctx, x, "floating")
+        return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)

@@ -365,6 +365,276 @@ def test_batchnorm_bfloat16_stats_in_float32():
     np.testing.assert_allclose(new_state["running_var"], 0.9 + 0.1 * x64.var(0, ddof=1), rtol=1e-5)
 
 
+# ----------------------------------------------------------------------- InstanceNorm
+IN_CASES = {
+    "InstanceNorm1d": (lambda: nn.InstanceNorm1d(C), (2, 5, C)),
+    "InstanceNorm1d-unbatched-affine": (lambda: nn.InstanceNorm1d(C, affine=True), (6, C)),
+    "InstanceNorm2d-tracked": (
+        lambda: nn.InstanceNorm2d(C, affine=True, track_running_stats=True),
+        (2, 3, 3, C),
+    ),
+    "InstanceNorm3d-tracked-unbatched": (
+        lambda: nn.InstanceNorm3d(C, momentum=0.3, track_running_stats=True),
+        (2, 2, 3, C),
+    ),
+    "InstanceNorm3d-momentum-none-nobias": (
+        lambda: nn.InstanceNorm3d(
+            C, momentum=None, affine=True, track_running_stats=True, bias=False
+        ),
+        (2, 2, 2, 2, C),
+    ),
+}
+
+
+@functools.cache
+def in_case(name):
+    """(module, params, init state, jitted train step with gradients, jitted eval)."""
+    make, _ = IN_CASES[name]
+    module = make()
+    params, state = module.init(jax.random.key(0))
+
+    def loss(params, state, x, r):
+        y, state = module.apply(params, state, x, train=True)
+        return jnp.sum(y * r), (y, state)
+
+    train = jax.jit(jax.value_and_grad(loss, argnums=(0, 2), has_aux=True))
+    evaluate = jax.jit(lambda params, state, x: module.apply(params, state, x)[0])
+    return module, perturbed(params, jax.random.key(1)), state, train, evaluate
+
+
+def np_normal(seed, shape):
+    """float32 N(0, 1) values from NumPy: a new shape costs no compilation (jax.random's
+    does, about a second each on CPU)."""
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def in_inputs(name, steps=2):
+    shape = IN_CASES[name][1]
+    return [1.0 + 2.0 * np_normal(40 + i, shape) for i in range(steps + 1)]
+
+
+def np_instance_norm_trajectory(module, params, xs):
+    """Outputs of the train steps, the running stats after them, and the eval output."""
+    w = np.asarray(params.get("weight", 1.0), np.float64)
+    b = np.asarray(params.get("bias", 0.0), np.float64)
+    m = module.momentum or 0.0  # PyTorch: None means 0 for InstanceNorm
+    mean, var, outs = np.zeros(C), np.ones(C), []
+    for x in xs[:-1]:
+        x = np.asarray(x, np.float64)
+        x = x if x.ndim == module._spatial + 2 else x[None]
+        axes = tuple(range(1, x.ndim - 1))
+        outs.append(np_normalize(x, axes, module.eps) * w + b)
+        mean = (1 - m) * mean + m * x.mean(axis=axes).mean(0)
+        var = (1 - m) * var + m * x.var(axis=axes, ddof=1).mean(0)  # unbiased, per instance
+    last = np.asarray(xs[-1], np.float64)
+    if module.track_running_stats:
+        y_eval = (last - mean) / np.sqrt(var + module.eps) * w + b
+    else:
+        last = last if last.ndim == module._spatial + 2 else last[None]
+        y_eval = np_normalize(last, tuple(range(1, last.ndim - 1)), module.eps) * w + b
+    return outs, mean, var, y_eval
+
+
+@pytest.mark.parametrize("name", IN_CASES)
+def test_instance_norm_matches_numpy_over_steps(name):
+    module, params, state, train, evaluate = in_case(name)
+    xs = in_inputs(name)
+    outs, mean, var, y_eval = np_instance_norm_trajectory(module, params, xs)
+    # float32 statistics of n <= 12 values (mean |x| ~ 2, sigma ~ 2): within n U32 mean|x|
+    # ~ 1.5e-6 in the worst case, so outputs are within ~3e-6 (|w| < 2) and the running
+    # statistics within ~2e-6 relative: rtol=1e-5 (atol 1e-5 / 1e-6) holds on any CPU
+    for x, want in zip(xs[:-1], outs):
+        (_, (y, state)), _ = train(params, state, x, np.ones_like(x))
+        assert y.shape == x.shape and y.dtype == jnp.float32
+        np.testing.assert_allclose(np.asarray(y).reshape(want.shape), want, rtol=1e-5, atol=1e-5)
+    if module.track_running_stats:
+        np.testing.assert_allclose(state["running_mean"], mean, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(state["running_var"], var, rtol=1e-5, atol=1e-6)
+        assert int(state["num_batches_tracked"]) == 0  # PyTorch never counts for InstanceNorm
+    else:
+        assert state == {}
+    y = evaluate(params, state, xs[-1])
+    np.testing.assert_allclose(np.asarray(y).reshape(y_eval.shape), y_eval, rtol=1e-5, atol=1e-5)
+
+
+def instance_to_torch(torch, module, params):
+    """The torch InstanceNorm with our parameters, and our→torch layout functions."""
+    cls = getattr(torch.nn, type(module).__name__)
+    t = cls(
+        C,
+        module.eps,
+        module.momentum,
+        module.affine,
+        module.track_running_stats,
+        bias=module.bias,
+    )
+    with torch.no_grad():
+        for pname, value in params.items():
+            getattr(t, pname).copy_(torch.tensor(np.asarray(value)))
+    s = module._spatial  # channels go to axis 1 (batched) or 0 (unbatched)
+    # contiguous copies: torch 2.13's CPU instance_norm returns a wrong input gradient when
+    # the incoming gradient's memory format (a moved axis reads as channels_last) differs
+    # from the input's
+    to = lambda a: np.ascontiguousarray(np.moveaxis(a, -1, a.ndim - 1 - s))
+    back = lambda a: np.moveaxis(a, a.ndim - 1 - s, -1)
+    return t, to, back
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", IN_CASES)
+def test_instance_norm_matches_torch_over_steps(name):
+    torch = pytest.importorskip("torch")
+    module, params, state, train, evaluate = in_case(name)
+    t, to, back = instance_to_torch(torch, module, params)
+    t.train()
+    xs = in_inputs(name)
+    for i, x in enumerate(xs[:-1]):
+        r = np_normal(50 + i, x.shape)
+        (_, (y, state)), (gparams, gx) = train(params, state, x, r)
+        tx = torch.tensor(to(np.asarray(x)), requires_grad=True)
+        t.zero_grad()
+        ty = t(tx)
+        (ty * torch.tensor(to(np.asarray(r)))).sum().backward()
+        ty = ty.detach().numpy()
+        # two float32 computations, each within the bounds of the NumPy test above; the
+        # gradients add sums of <= 12 terms (|r| < 3): ~1e-6 typical, 10x inside
+        np.testing.assert_allclose(y, back(ty), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(gx, back(tx.grad.numpy()), rtol=1e-4, atol=1e-5)
+        assert set(gparams) == {n for n, _ in t.named_parameters()}
+        for pname, g in gparams.items():
+            np.testing.assert_allclose(g, getattr(t, pname).grad.numpy(), rtol=1e-4, atol=1e-5)
+    flat = nn.state_dict(params, state)
+    assert set(flat) == set(t.state_dict())  # checkpoints load both ways
+    for sname, value in state.items():
+        np.testing.assert_allclose(value, getattr(t, sname).numpy(), rtol=1e-5, atol=1e-6)
+    t.eval()
+    want = back(t(torch.tensor(to(np.asarray(xs[-1])))).detach().numpy())
+    np.testing.assert_allclose(evaluate(params, state, xs[-1]), want, rtol=1e-5, atol=1e-5)
+
+
+def test_instance_norm_gradients():
+    module, params, state, _, _ = in_case("InstanceNorm2d-tracked")
+    x = in_inputs("InstanceNorm2d-tracked")[0]
+    f = jax.jit(lambda x, params: module.apply(params, state, x, train=True)[0])
+    check_grads_float64(f, (x, params))
+
+
+def test_instance_norm_vmap_and_functional_form():
+    _, params, state, train, _ = in_case("InstanceNorm2d-tracked")
+    x = in_inputs("InstanceNorm2d-tracked")[0]
+    (_, (y, new_state)), _ = train(params, state, x, np.ones_like(x))
+    # vmap over the batch axis of unbatched samples: each sample is normalised alone, so
+    # the vmapped unbatched layer equals the batched one (same float32 ops: ~1 rounding)
+    stateless = nn.InstanceNorm2d(C, affine=True)
+    per_sample = jax.vmap(lambda xi: stateless.apply(params, {}, xi)[0])
+    np.testing.assert_allclose(per_sample(x), y, rtol=1e-6, atol=1e-6)
+    fy, fmean, fvar = F.instance_norm(
+        x, state["running_mean"], state["running_var"], params["weight"], params["bias"]
+    )
+    # the same float32 operations: identical up to XLA's fusion (~1 rounding)
+    np.testing.assert_allclose(fy, y, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(fmean, new_state["running_mean"], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(fvar, new_state["running_var"], rtol=1e-6)
+    fy, m, v = F.instance_norm(x, fmean, fvar, use_input_stats=False)
+    assert m is fmean and v is fvar
+    want = (np.asarray(x, np.float64) - np.asarray(fmean)) / np.sqrt(np.asarray(fvar) + 1e-5)
+    np.testing.assert_allclose(fy, want, rtol=1e-5, atol=1e-5)  # running stats normalise
+
+
+def test_instance_norm_bfloat16_in_bfloat16_out_with_float32_statistics():
+    x = jnp.asarray(
+        100.0 + np_normal(60, (2, 8, C)), jnp.bfloat16
+    )  # bf16 sums of these lose digits
+    y, _ = nn.InstanceNorm1d(C).apply({}, {}, x)
+    assert y.dtype == jnp.bfloat16
+    want = np_normalize(np.asarray(x, np.float64), (1,), 1e-5)
+    # the exact output of the bfloat16 input rounded to bfloat16 (2^-9 relative, |y| < 3):
+    # float32 statistics add ~1e-6; bfloat16 statistics would be off by ~0.1
+    np.testing.assert_allclose(np.asarray(y, np.float32), want, rtol=0, atol=1.5e-2)
+
+
+# ------------------------------------------------------------------ LocalResponseNorm
+def np_local_response_norm(x, size, alpha, beta, k):
+    """PyTorch's definition, channel by channel: the window [c - size//2, c + (size-1)//2]
+    clipped to the channels, its sum of squares always divided by size."""
+    x = np.asarray(x, np.float64)
+    channels = x.shape[-1]
+    div = np.empty_like(x)
+    for c in range(channels):
+        lo, hi = max(0, c - size // 2), min(channels, c + (size - 1) // 2 + 1)
+        div[..., c] = (x[..., lo:hi] ** 2).sum(axis=-1) / size
+    return x / (k + alpha * div) ** beta
+
+
+LRN_CASES = [  # (size, alpha, beta, k, input shape): even, odd and wider-than-C windows
+    (2, 0.5, 0.75, 1.0, (2, 3, 4, 5)),
+    (3, 1.0, 0.5, 2.0, (1, 2, 2, 2, 5)),
+    (7, 0.3, 1.5, 0.5, (2, 3, 5)),
+]
+
+
+@functools.cache
+def lrn_case(i):
+    """(layer, x, r, jitted value_and_grad of sum(y·r) w.r.t. x with y as aux)."""
+    size, alpha, beta, k, shape = LRN_CASES[i]
+    layer = nn.LocalResponseNorm(size, alpha, beta, k)
+    x, r = 1.5 * np_normal(70 + i, shape), np_normal(90 + i, shape)
+
+    def loss(x):
+        y = layer.apply({}, {}, x)[0]
+        return jnp.sum(y * r), y
+
+    return layer, x, r, jax.jit(jax.value_and_grad(loss, has_aux=True))
+
+
+@pytest.mark.parametrize("i", range(len(LRN_CASES)))
+def test_local_response_norm_matches_numpy(i):
+    layer, x, _, fn = lrn_case(i)
+    (_, y), _ = fn(x)
+    assert y.shape == x.shape and y.dtype == jnp.float32
+    want = np_local_response_norm(x, layer.size, layer.alpha, layer.beta, layer.k)
+    # a window sum of <= 7 squares, then a power and a division: a few U32 relative
+    np.testing.assert_allclose(y, want, rtol=1e-5)
+
+
+def test_local_response_norm_grads_vmap_and_functional_form():
+    size, alpha, beta, k, shape = LRN_CASES[0]
+    f = jax.jit(lambda x: nn.LocalResponseNorm(size, alpha, beta, k).apply({}, {}, x)[0])
+    check_grads_float64(f, (np_normal(80, shape),))
+    xs = np_normal(81, (3, *shape))
+    batched = jax.vmap(f)(xs)  # vmap over an extra leading axis
+    np.testing.assert_allclose(batched[1], f(xs[1]), rtol=1e-6)
+    # eager against jitted: the same float32 ops, fused or not (~1 rounding apart)
+    np.testing.assert_allclose(
+        F.local_response_norm(xs[1], size, alpha, beta, k), f(xs[1]), rtol=1e-6
+    )
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("i", range(len(LRN_CASES)))
+def test_local_response_norm_matches_torch(i):
+    torch = pytest.importorskip("torch")
+    layer, x, r, fn = lrn_case(i)
+    (_, y), gx = fn(x)
+    to = lambda a: torch.tensor(np.ascontiguousarray(np.moveaxis(a, -1, 1)))
+    tx = to(x).requires_grad_()
+    ty = torch.nn.LocalResponseNorm(layer.size, layer.alpha, layer.beta, layer.k)(tx)
+    (ty * to(r)).sum().backward()
+    # two float32 computations of a short window sum and a power: a few U32 apart
+    np.testing.assert_allclose(y, np.moveaxis(ty.detach().numpy(), 1, -1), rtol=1e-5)
+    np.testing.assert_allclose(gx, np.moveaxis(tx.grad.numpy(), 1, -1), rtol=1e-4, atol=1e-6)
+
+
+def test_local_response_norm_bfloat16_computes_in_float32():
+    x = jnp.asarray(30.0 * np_normal(95, (2, 3, 5)), jnp.bfloat16)  # squares ~1e3
+    y = nn.LocalResponseNorm(3, alpha=0.1).apply({}, {}, x)[0]
+    assert y.dtype == jnp.bfloat16
+    want = np_local_response_norm(np.asarray(x, np.float64), 3, 0.1, 0.75, 1)
+    # one bfloat16 rounding of the output (at most 2^-8 = 3.9e-3 relative); float32 inside
+    # adds ~1e-6 (computed in bfloat16 throughout, this input is 7.8e-3 off)
+    np.testing.assert_allclose(np.asarray(y, np.float32), want, rtol=4e-3)
+
+
 # ------------------------------------------------------------- jit, promotion, errors
 class JitTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
@@ -394,6 +664,13 @@ ALL = {
     **{name: (make, shape, False) for name, (make, shape) in CASES.items()},
     "BatchNorm1d": (lambda: nn.BatchNorm1d(C, momentum=None), (4, 5, C), True),
     "BatchNorm2d-eval": (lambda: nn.BatchNorm2d(C), (2, 3, 3, C), False),
+    "InstanceNorm2d-tracked": (
+        lambda: nn.InstanceNorm2d(C, affine=True, track_running_stats=True),
+        (2, 3, 3, C),
+        True,
+    ),
+    "InstanceNorm1d-unbatched": (lambda: nn.InstanceNorm1d(C), (5, C), False),
+    "LocalResponseNorm": (lambda: nn.LocalResponseNorm(3), (2, 3, C), False),
 }
 
 
@@ -443,6 +720,22 @@ ERRORS = [
     bad(nn.GroupNorm(2, 4), (4,), "expected input (N, *, C) with at least 2 dimensions, got"),
     bad(nn.RMSNorm(4), (2, 5), "expected input with trailing dimensions (4,), got shape (2, 5)"),
     bad(nn.RMSNorm(4), (2, 4), "expected floating input, got dtype int32", "int32"),
+    bad(
+        nn.InstanceNorm1d(3), (2, 5, 4), "expected input with last dimension 3, got shape (2, 5, 4)"
+    ),
+    bad(nn.InstanceNorm2d(3), (2, 3), "expected 3 or 4-D input (N, H, W, C) or (H, W, C), got"),
+    bad(nn.InstanceNorm3d(3), (2, 2, 2, 3), "expected floating input, got dtype int32", "int32"),
+    bad(nn.InstanceNorm1d(3), (2, 1, 3), "expected more than 1 spatial element when training, got"),
+    bad(
+        nn.InstanceNorm2d(3, track_running_stats=True),
+        (1, 1, 3),
+        "expected more than 1 spatial element when training, got input shape (1, 1, 3)",
+        train=True,
+    ),
+    bad(
+        nn.LocalResponseNorm(2), (4, 3), "expected input (N, *, C) with at least 3 dimensions, got"
+    ),
+    bad(nn.LocalResponseNorm(2), (2, 4, 3), "expected floating input, got dtype int32", "int32"),
 ]
 
 
@@ -463,8 +756,14 @@ def test_shape_errors_name_the_layer(layer, shape, dtype, train, message):
         (nn.GroupNorm(2, 4), (8, 4, 5, 5), "(NHWC) and this looks like NCHW: pass x.transpose(0, 2, 3, 1)"),
         (nn.BatchNorm1d(4), (4, 10), None),  # (N, C) has no channels-first form
         (nn.BatchNorm2d(3), (8, 5, 5, 2), None),
+        (nn.InstanceNorm2d(3), (8, 3, 5, 5), "(NHWC) and this looks like NCHW: pass x.transpose(0, 2, 3, 1)"),
+        (nn.InstanceNorm1d(4), (4, 10), "(LC) and this looks like CL: pass x.transpose(1, 0)"),
+        (nn.InstanceNorm3d(2), (2, 4, 4, 4, 3), None),
     ],
-    ids=["BatchNorm2d-NCHW", "BatchNorm1d-NCL", "GroupNorm-NCHW", "BatchNorm1d-NC", "BatchNorm2d-NHWC"],
+    ids=[
+        "BatchNorm2d-NCHW", "BatchNorm1d-NCL", "GroupNorm-NCHW", "BatchNorm1d-NC", "BatchNorm2d-NHWC",
+        "InstanceNorm2d-NCHW", "InstanceNorm1d-unbatched-CL", "InstanceNorm3d-NDHWC",
+    ],
 )  # fmt: skip
 def test_channels_first_images_get_the_transpose_to_write(layer, shape, hint):
     model = Wrap(layer)
@@ -495,6 +794,21 @@ def test_constructor_errors():
     expected = "group_norm: expected input (N, *, C) with C divisible by num_groups=2"
     with pytest.raises(ShapeError, match=re.escape(expected)):
         F.group_norm(jnp.zeros((2, 5)), 2)
+    with pytest.raises(ValueError, match=re.escape("LocalResponseNorm: size must be a positive")):
+        nn.LocalResponseNorm(0)
+    expected = "local_response_norm: expected input (N, *, C) with at least 3 dimensions, got"
+    with pytest.raises(ShapeError, match=re.escape(expected)):
+        F.local_response_norm(jnp.zeros((2, 5)), 2)
+    with pytest.raises(ValueError, match="instance_norm: pass both running_mean and running_var"):
+        F.instance_norm(jnp.zeros((2, 3, 4)), jnp.zeros(4))
+    with pytest.raises(ValueError, match="instance_norm: use_input_stats=False needs running"):
+        F.instance_norm(jnp.zeros((2, 3, 4)), use_input_stats=False)
+    expected = "instance_norm: expected input (N, *spatial, C) with at least 3 dimensions, got"
+    with pytest.raises(ShapeError, match=re.escape(expected)):
+        F.instance_norm(jnp.zeros((2, 4)))
+    expected = "instance_norm: expected more than 1 spatial element when training, got input"
+    with pytest.raises(ShapeError, match=re.escape(expected)):
+        F.instance_norm(jnp.zeros((2, 1, 1, 4)))
 
 
 def test_docstring_examples_run():
