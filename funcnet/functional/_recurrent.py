@@ -16,6 +16,11 @@ sequence length. Each step does one fused gate matmul. Two ways to get the input
   1.7-1.9x faster than ``"hoisted"`` for a forward + backward pass on XLA:CPU (2 cores,
   hidden 128; docs/sequence.md).
 - ``"auto"`` (default): ``"per_step"`` on CPU, ``"hoisted"`` elsewhere.
+
+An LSTM with projections (PyTorch's ``proj_size``) multiplies each step's hidden state by
+``weight_hr`` (hidden_size, proj_size), PyTorch's ``weight_hr_l{k}`` transposed: the
+state is then ``(h (B, proj_size), c (B, hidden_size))`` and ``weight_hh`` is
+(proj_size, 4 * hidden_size).
 """
 
 from __future__ import annotations
@@ -38,16 +43,20 @@ State = tuple[jax.Array, ...]
 
 
 # ----------------------------------------------------------------------- cell maths
-def _update(mode: str, pre: tuple[jax.Array, ...], state: State) -> State:
+def _update(
+    mode: str, pre: tuple[jax.Array, ...], state: State, weight_hr: jax.Array | None = None
+) -> State:
     """New state from gate pre-activations (PyTorch's equations).
 
     ``pre`` is ``(gates,)`` for RNN and LSTM (all biases included) and for GRU
     ``(rz, n_x, n_h)``: r and z pre-activations, ``W_in x + b_in`` and ``W_hn h + b_hn``.
+    ``weight_hr`` (LSTM only) projects the new h: ``h' = (σ(o) tanh(c')) W_hr``.
     """
     if mode == "lstm":
         i, f, g, o = jnp.split(pre[0], 4, axis=-1)
         c = jax.nn.sigmoid(f) * state[1] + jax.nn.sigmoid(i) * jnp.tanh(g)
-        return jax.nn.sigmoid(o) * jnp.tanh(c), c
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return (h if weight_hr is None else h @ weight_hr), c
     if mode == "gru":
         rz, n_x, n_h = pre
         r, z = jnp.split(jax.nn.sigmoid(rz), 2, axis=-1)
@@ -186,6 +195,7 @@ def _step_fn(
     weight_hh: jax.Array,
     bias_ih: jax.Array | None,
     bias_hh: jax.Array | None,
+    weight_hr: jax.Array | None = None,
 ) -> tuple[Callable[[jax.Array], jax.Array], Callable[[jax.Array, State], State]]:
     """``(project, step)``: ``project`` maps the (T, B, I) inputs to the scanned sequence
     (the input matmul when hoisted); ``step(p_t, state)`` is one time step."""
@@ -208,7 +218,7 @@ def _step_fn(
             if gru:
                 pre = (p[..., :two] + gh[..., :two], p[..., two:], gh[..., two:] + bias_hh[two:])
                 return _update(mode, pre, state)
-            return _update(mode, (p + gh,), state)
+            return _update(mode, (p + gh,), state, weight_hr)
 
         return project, step
 
@@ -229,7 +239,7 @@ def _step_fn(
             return _update(
                 mode, (g[..., :two], g[..., two : two + hidden], g[..., two + hidden :]), state
             )
-        return _update(mode, (g,), state)
+        return _update(mode, (g,), state, weight_hr)
 
     return (lambda x: x), per_step
 
@@ -247,6 +257,7 @@ def scan_layer(
     reverse: bool = False,
     batch_first: bool = False,
     input_projection: str = "auto",
+    weight_hr: jax.Array | None = None,
 ) -> tuple[jax.Array, State]:
     """One layer, one direction, over a whole (batched) sequence.
 
@@ -261,12 +272,15 @@ def scan_layer(
             bidirectional layer; with ``lengths`` it starts at ``lengths[b] - 1``).
         batch_first: the layout of ``x``.
         input_projection: ``"auto"``, ``"hoisted"`` or ``"per_step"`` (module docstring).
+        weight_hr: LSTM only, optional (H, P) projection of each step's h (``proj_size``);
+            then h and the outputs have P features and ``weight_hh`` is (P, 4H).
 
     Returns:
-        ``(outputs, final_state)``: outputs (T, B, H) time-major whatever the input layout.
+        ``(outputs, final_state)``: outputs (T, B, H) (P when projected) time-major
+        whatever the input layout.
     """
     hoisted = resolve_projection(input_projection) == "hoisted"
-    project, step = _step_fn(mode, hoisted, weight_ih, weight_hh, bias_ih, bias_hh)
+    project, step = _step_fn(mode, hoisted, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr)
     # Hoisted, XLA folds the batch-first transpose into the projection's matmul.
     xs = project(jnp.swapaxes(x, 0, 1) if batch_first else x)
     if lengths is None:
@@ -292,48 +306,68 @@ def scan_layer(
 
 
 # ---------------------------------------------------------------- public sequence API
+def _initial_state(
+    name: str,
+    mode: str,
+    state: State | None,
+    batch: int,
+    weight_hh: jax.Array,
+    weight_hr: jax.Array | None,
+    dtype: jnp.dtype,
+) -> State:
+    """The initial state, zeros when None, checked: h (B, rows of weight_hh) and for
+    LSTM c (B, hidden_size), hidden_size = weight_hh's columns / 4."""
+    out_size, gates = jnp.shape(weight_hh)
+    shapes = [(batch, out_size)]
+    if mode == "lstm":
+        shapes.append((batch, gates // 4))
+        if weight_hr is not None and jnp.shape(weight_hr) != (gates // 4, out_size):
+            raise ShapeError(
+                f"{name}: expected weight_hr of shape {(gates // 4, out_size)} (hidden_size, "
+                f"proj_size) for weight_hh {jnp.shape(weight_hh)}, got {jnp.shape(weight_hr)}"
+            )
+    if state is None:
+        return tuple(jnp.zeros(s, dtype) for s in shapes)
+    state = tuple(jnp.asarray(s, dtype) for s in state)
+    for s, want in zip(state, shapes):
+        if jnp.shape(s) != want:
+            raise ShapeError(f"{name}: expected initial state of shape {want}, got {jnp.shape(s)}")
+    return state
+
+
 def _sequence(
     mode: str,
     name: str,
     x: jax.Array,
     state: State | None,
-    weight_ih: jax.Array,
-    weight_hh: jax.Array,
-    bias_ih: jax.Array | None,
-    bias_hh: jax.Array | None,
+    weights: tuple[jax.Array | None, ...],
     lengths: jax.Array | None,
     reverse: bool,
     batch_first: bool,
     input_projection: str,
 ) -> tuple[jax.Array, State]:
+    """``weights`` is ``(weight_ih, weight_hh, bias_ih, bias_hh, weight_hr)``."""
     shape = jnp.shape(x)
     if len(shape) != 3:
         layout = "(B, T, input_size)" if batch_first else "(T, B, input_size)"
         raise ShapeError(f"{name}: expected 3-D input {layout}, got shape {tuple(shape)}")
     batch = shape[0] if batch_first else shape[1]
-    hidden = jnp.shape(weight_hh)[0]
     dtype = jnp.result_type(x)
-    n_state = 2 if mode == "lstm" else 1
-    if state is None:
-        state = (jnp.zeros((batch, hidden), dtype),) * n_state
-    state = tuple(jnp.asarray(s, dtype) for s in state)
-    for s in state:
-        if jnp.shape(s) != (batch, hidden):
-            raise ShapeError(
-                f"{name}: expected initial state of shape {(batch, hidden)}, got {jnp.shape(s)}"
-            )
+    state = _initial_state(name, mode, state, batch, weights[1], weights[4], dtype)
+    w_ih, w_hh, b_ih, b_hh, w_hr = (None if w is None else w.astype(dtype) for w in weights)
     ys, final = scan_layer(
         mode,
         x,
         state,
-        weight_ih.astype(dtype),
-        weight_hh.astype(dtype),
-        None if bias_ih is None else bias_ih.astype(dtype),
-        None if bias_hh is None else bias_hh.astype(dtype),
+        w_ih,
+        w_hh,
+        b_ih,
+        b_hh,
         lengths=lengths,
         reverse=reverse,
         batch_first=batch_first,
         input_projection=input_projection,
+        weight_hr=w_hr,
     )
     return (jnp.swapaxes(ys, 0, 1) if batch_first else ys), final
 
@@ -370,10 +404,10 @@ def rnn(
     """
     mode = _rnn_mode(nonlinearity)
     state = None if h0 is None else (h0,)
+    weights = (weight_ih, weight_hh, bias_ih, bias_hh, None)
     ys, final = _sequence(
-        mode, "rnn", x, state, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse,
-        batch_first, input_projection,
-    )  # fmt: skip
+        mode, "rnn", x, state, weights, lengths, reverse, batch_first, input_projection
+    )
     return ys, final[0]
 
 
@@ -389,23 +423,31 @@ def lstm(
     reverse: bool = False,
     batch_first: bool = False,
     input_projection: str = "auto",
+    weight_hr: jax.Array | None = None,
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     """One LSTM layer in one direction over a sequence (see :func:`lstm_cell`).
 
+    With ``weight_hr`` (PyTorch's ``proj_size``), each step's hidden state is projected:
+    ``h' = (σ(o) tanh(c')) W_hr``, so h and the output have proj_size features.
+
     Args:
         x: (T, B, input_size), or (B, T, input_size) when ``batch_first``; floating.
-        hx: ``(h0, c0)``, each (B, hidden_size), or None for zeros.
-        weight_ih, weight_hh, bias_ih, bias_hh: as in :func:`lstm_cell`.
+        hx: ``(h0, c0)``, h0 (B, P) and c0 (B, hidden_size), or None for zeros; P is
+            proj_size with ``weight_hr``, else hidden_size.
+        weight_ih, bias_ih, bias_hh: as in :func:`lstm_cell`.
+        weight_hh: (P, 4 * hidden_size).
         lengths, reverse, batch_first, input_projection: as in :func:`rnn`.
+        weight_hr: optional (hidden_size, proj_size): PyTorch's ``weight_hr_l{k}``
+            transposed.
 
     Returns:
-        ``(output, (h_n, c_n))``: output (T, B, hidden_size) (or batch-first), h_n and c_n
+        ``(output, (h_n, c_n))``: output (T, B, P) (or batch-first), h_n (B, P) and c_n
         (B, hidden_size).
     """
+    weights = (weight_ih, weight_hh, bias_ih, bias_hh, weight_hr)
     ys, (h, c) = _sequence(
-        "lstm", "lstm", x, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse,
-        batch_first, input_projection,
-    )  # fmt: skip
+        "lstm", "lstm", x, hx, weights, lengths, reverse, batch_first, input_projection
+    )
     return ys, (h, c)
 
 
@@ -434,8 +476,8 @@ def gru(
         ``(output, h_n)``: output (T, B, hidden_size) (or batch-first), h_n (B, hidden_size).
     """
     state = None if h0 is None else (h0,)
+    weights = (weight_ih, weight_hh, bias_ih, bias_hh, None)
     ys, final = _sequence(
-        "gru", "gru", x, state, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse,
-        batch_first, input_projection,
-    )  # fmt: skip
+        "gru", "gru", x, state, weights, lengths, reverse, batch_first, input_projection
+    )
     return ys, final[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import jax
@@ -18,6 +19,12 @@ from funcnet.nn._module import Context, Module, Parameter
 __all__ = ["MultiheadAttention"]
 
 
+def _bias_kv_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+    """PyTorch's ``xavier_normal_`` of ``bias_k`` / ``bias_v`` (1, 1, E): PyTorch reads the
+    last axis as a receptive field, so fan_in = fan_out = E and std = 1/sqrt(E)."""
+    return init_lib.normal(key, shape, dtype, std=1.0 / math.sqrt(shape[-1]))
+
+
 @dataclasses.dataclass(unsafe_hash=True, repr=False)
 class MultiheadAttention(Module):
     """Multi-head attention (``torch.nn.MultiheadAttention``).
@@ -30,15 +37,21 @@ class MultiheadAttention(Module):
     (3·embed_dim, embed_dim)); when ``kdim`` or ``vdim`` differ from embed_dim instead
     ``q_proj_weight`` (embed_dim, embed_dim), ``k_proj_weight`` (kdim, embed_dim),
     ``v_proj_weight`` (vdim, embed_dim); ``in_proj_bias`` (3·embed_dim,);
-    ``out_proj.weight`` (embed_dim, embed_dim), ``out_proj.bias``. Initialised as PyTorch:
-    Xavier-uniform input projections, zero biases, default Linear ``out_proj.weight``.
+    ``out_proj.weight`` (embed_dim, embed_dim), ``out_proj.bias``; with ``add_bias_kv``
+    ``bias_k`` and ``bias_v`` (1, 1, embed_dim), PyTorch's shape unchanged. Initialised as
+    PyTorch: Xavier-uniform input projections, zero biases, default Linear
+    ``out_proj.weight``, ``bias_k`` and ``bias_v`` N(0, 1/embed_dim) (PyTorch's
+    ``xavier_normal_`` of a (1, 1, E) tensor, whose fans are both E).
 
     Args:
         embed_dim: E, the query's features and the output's.
         num_heads: heads; must divide embed_dim.
         dropout: dropout on the attention weights, in training mode.
         bias: whether to learn ``in_proj_bias`` and ``out_proj.bias``.
-        add_bias_kv, add_zero_attn: kept for PyTorch's positional order; only False.
+        add_bias_kv: append the learned ``bias_k`` and ``bias_v`` to the projected keys and
+            values as one more key/value position (S + 1 keys), as PyTorch.
+        add_zero_attn: then append a zero key and value (one more position, whose logit
+            is 0), as PyTorch.
         kdim, vdim: features of key and value (default embed_dim).
         batch_first: inputs and output are (B, L, E) instead of PyTorch's default (L, B, E).
         implementation: ``None`` (auto: cuDNN's fused kernel on a CUDA GPU for
@@ -67,6 +80,12 @@ class MultiheadAttention(Module):
       floating, added to the logits.
     - ``is_causal=True`` masks keys after each query's position; unlike PyTorch it needs
       no ``attn_mask`` (if given, both apply).
+
+    With ``add_bias_kv`` / ``add_zero_attn`` the masks keep the shapes above (S keys) and
+    are extended, as PyTorch pads them, with an unmasked column per appended position;
+    ``is_causal`` masks the S given keys only, never the appended ones (what PyTorch
+    computes with an explicit causal ``attn_mask``). The weights then have S + 1 or S + 2
+    columns.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -99,10 +118,6 @@ class MultiheadAttention(Module):
                 f"MultiheadAttention: embed_dim must be divisible by num_heads, got "
                 f"{self.embed_dim} and {self.num_heads}"
             )
-        if self.add_bias_kv or self.add_zero_attn:
-            raise NotImplementedError(
-                "MultiheadAttention: add_bias_kv and add_zero_attn are not supported by funcnet"
-            )
         if not 0.0 <= self.dropout <= 1.0:
             raise ValueError(f"MultiheadAttention: dropout must be in [0, 1], got {self.dropout}")
         if self.implementation not in (None, "xla", "cudnn"):
@@ -124,6 +139,9 @@ class MultiheadAttention(Module):
             self.v_proj_weight = Parameter((self._vdim, e), xavier, self.dtype)
         if self.bias:
             self.in_proj_bias = Parameter((3 * e,), init_lib.zeros, self.dtype)
+        if self.add_bias_kv:
+            self.bias_k = Parameter((1, 1, e), _bias_kv_init, self.dtype)
+            self.bias_v = Parameter((1, 1, e), _bias_kv_init, self.dtype)
         self.out_proj = Linear(e, e, bias=self.bias, bias_init=init_lib.zeros, dtype=self.dtype)
 
     @property
@@ -154,6 +172,46 @@ class MultiheadAttention(Module):
         if not self.bias:
             return (*weights, None, None, None)
         return (*weights, *jnp.split(ctx.param("in_proj_bias", dtype), 3))
+
+    def _project(
+        self,
+        ctx: Context,
+        q_in: jax.Array,
+        k_in: jax.Array,
+        v_in: jax.Array,
+        self_attention: bool,
+        dtype: Any,
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """q (B, L, N, D), k and v (B, S', N, D): the input projections, then the appended
+        ``bias_k`` / ``bias_v`` and zero positions (S' = S + ``_extra_keys``)."""
+        b, length = jnp.shape(q_in)[:2]
+        source = jnp.shape(k_in)[1]
+        heads, head_dim = self.num_heads, self.embed_dim // self.num_heads
+        if self._fused_projection(self_attention):
+            in_bias = ctx.param("in_proj_bias", dtype) if self.bias else None
+            qkv = F.linear(q_in, ctx.param("in_proj_weight", dtype), in_bias)
+            q, k, v = (x.reshape(b, length, heads, head_dim) for x in jnp.split(qkv, 3, -1))
+        else:
+            wq, wk, wv, bq, bk, bv = self._projection_weights(ctx, dtype)
+            q = F.linear(q_in, wq, bq).reshape(b, length, heads, head_dim)
+            k = F.linear(k_in.astype(dtype), wk, bk).reshape(b, source, heads, head_dim)
+            v = F.linear(v_in.astype(dtype), wv, bv).reshape(b, source, heads, head_dim)
+        if not self._extra_keys:
+            return q, k, v
+        ks, vs = [k], [v]
+        row = (b, 1, heads, head_dim)
+        if self.add_bias_kv:  # PyTorch: after the projection and its bias
+            ks.append(jnp.broadcast_to(ctx.param("bias_k", dtype).reshape(1, 1, heads, -1), row))
+            vs.append(jnp.broadcast_to(ctx.param("bias_v", dtype).reshape(1, 1, heads, -1), row))
+        if self.add_zero_attn:
+            ks.append(jnp.zeros(row, k.dtype))
+            vs.append(jnp.zeros(row, v.dtype))
+        return q, jnp.concatenate(ks, axis=1), jnp.concatenate(vs, axis=1)
+
+    @property
+    def _extra_keys(self) -> int:
+        """Key/value positions appended after the given S (``add_bias_kv``, ``add_zero_attn``)."""
+        return int(self.add_bias_kv) + int(self.add_zero_attn)
 
     def forward(
         self,
@@ -191,19 +249,12 @@ class MultiheadAttention(Module):
                 f"{jnp.shape(value)} (batch_first={self.batch_first})"
             )
         mask, bias = self._masks(ctx, key_padding_mask, attn_mask, b, length, source, batched)
+        if self._extra_keys:
+            mask, bias = _extend_masks(mask, bias, is_causal, length, source, self._extra_keys)
+            is_causal = False  # now inside mask, over the given keys only
 
-        dtype = compute_dtype(query)
-        heads, head_dim = self.num_heads, self.embed_dim // self.num_heads
-        if self._fused_projection(query is key and key is value):
-            in_bias = ctx.param("in_proj_bias", dtype) if self.bias else None
-            qkv = F.linear(q_in, ctx.param("in_proj_weight", dtype), in_bias)
-            q, k, v = (x.reshape(b, length, heads, head_dim) for x in jnp.split(qkv, 3, -1))
-        else:
-            wq, wk, wv, bq, bk, bv = self._projection_weights(ctx, dtype)
-            q = F.linear(q_in, wq, bq).reshape(b, length, heads, head_dim)
-            k = F.linear(k_in.astype(dtype), wk, bk).reshape(b, source, heads, head_dim)
-            v = F.linear(v_in.astype(dtype), wv, bv).reshape(b, source, heads, head_dim)
-
+        self_attention = query is key and key is value
+        q, k, v = self._project(ctx, q_in, k_in, v_in, self_attention, compute_dtype(query))
         p = self.dropout if ctx.train else 0.0
         out, weights = attention(
             q,
@@ -268,3 +319,22 @@ class MultiheadAttention(Module):
         for a in biases:
             bias = a if bias is None else bias + a
         return mask, bias
+
+
+def _extend_masks(
+    mask: jax.Array | None,
+    bias: jax.Array | None,
+    is_causal: bool,
+    length: int,
+    source: int,
+    extra: int,
+) -> tuple[jax.Array | None, jax.Array | None]:
+    """The masks over S + ``extra`` keys: the appended positions are never masked (PyTorch
+    pads its masks with zeros); ``is_causal`` applies to the S given keys only."""
+    if is_causal:
+        causal = jnp.tril(jnp.ones((1, 1, length, source), bool))
+        mask = causal if mask is None else jnp.logical_and(mask, causal)
+    widths = ((0, 0), (0, 0), (0, 0), (0, extra))
+    mask = None if mask is None else jnp.pad(mask, widths, constant_values=True)
+    bias = None if bias is None else jnp.pad(bias, widths)
+    return mask, bias

@@ -4,7 +4,9 @@ Parameters are named as PyTorch's (``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih
 ``bias_hh_l0``, ``…_reverse`` for the backward direction; cells ``weight_ih`` …), so
 ``state_dict`` keys match. Weights are stored ``(in, gates * hidden)``, the transposes of
 PyTorch's, with the gates in PyTorch's order along the last axis (LSTM i, f, g, o;
-GRU r, z, n): a PyTorch weight imports as ``w.T``; biases import unchanged.
+GRU r, z, n): a PyTorch weight imports as ``w.T``; biases import unchanged. An LSTM with
+``proj_size > 0`` adds ``weight_hr_l{k}`` (hidden_size, proj_size), PyTorch's
+(proj_size, hidden_size) transposed.
 """
 
 from __future__ import annotations
@@ -64,44 +66,61 @@ class _RNNBase(Module):
             raise ValueError(f"{name}: dropout must be in [0, 1], got {self.dropout}")
         resolve_projection(self.input_projection)
         gates = self._gates * self.hidden_size
+        out = self._out_size
         for layer in range(self.num_layers):
-            n_in = self.input_size if layer == 0 else self.hidden_size * self._directions
+            n_in = self.input_size if layer == 0 else out * self._directions
             for direction in range(self._directions):
-                w_ih, w_hh, b_ih, b_hh = self._names(layer, direction)
+                w_ih, w_hh, b_ih, b_hh, w_hr = self._names(layer, direction)
                 _declare(self, w_ih, (n_in, gates))
-                _declare(self, w_hh, (self.hidden_size, gates))
+                _declare(self, w_hh, (out, gates))
                 if self.bias:
                     _declare(self, b_ih, (gates,))
                     _declare(self, b_hh, (gates,))
+                if self._proj:
+                    _declare(self, w_hr, (self.hidden_size, self._proj))
 
     @property
     def _mode(self) -> str:
         raise NotImplementedError
 
     @property
+    def _proj(self) -> int:
+        """The projection size (LSTM's ``proj_size``); 0 for none."""
+        return 0
+
+    @property
+    def _out_size(self) -> int:
+        """Features of h and of each direction's output."""
+        return self._proj or self.hidden_size
+
+    @property
     def _directions(self) -> int:
         return 2 if self.bidirectional else 1
 
-    def _names(self, layer: int, direction: int) -> tuple[str, str, str, str]:
+    def _names(self, layer: int, direction: int) -> tuple[str, ...]:
         suffix = f"_l{layer}" + ("_reverse" if direction else "")
-        return tuple(f"{w}{suffix}" for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+        return tuple(f"{w}{suffix}" for w in kinds)
 
     def _initial_state(self, ctx: Context, hx: Any, batch: int, dtype: Any, batched: bool):
-        """hx as a tuple of (L*D, B, H) arrays (zeros when None)."""
+        """hx as a tuple of (L*D, B, ·) arrays (zeros when None): h has ``_out_size``
+        features, c hidden_size."""
         n_state = 2 if self._mode == "lstm" else 1
         rows = self.num_layers * self._directions
+        h_size = (self._out_size, "proj_size" if self._proj else "hidden_size")
+        sizes = (h_size, (self.hidden_size, "hidden_size"))[:n_state]
         if hx is None:
-            return (jnp.zeros((rows, batch, self.hidden_size), dtype),) * n_state
+            return tuple(jnp.zeros((rows, batch, size), dtype) for size, _ in sizes)
         parts = tuple(hx) if n_state == 2 else (hx,)
         if len(parts) != n_state:
             raise ShapeError(f"{_where(ctx)}: expected hx = (h_0, c_0), got {len(parts)} arrays")
-        want = (rows, batch, self.hidden_size) if batched else (rows, self.hidden_size)
         out = []
-        for name, part in zip(("h_0", "c_0"), parts):
+        for name, part, (size, what) in zip(("h_0", "c_0"), parts, sizes):
+            want = (rows, batch, size) if batched else (rows, size)
             if jnp.shape(part) != want:
                 raise ShapeError(
                     f"{_where(ctx)}: expected {name} of shape {want} "
-                    f"(num_layers * num_directions, batch, hidden_size), got {jnp.shape(part)}"
+                    f"(num_layers * num_directions, batch, {what}), got {jnp.shape(part)}"
                 )
             part = jnp.asarray(part, dtype)
             out.append(part if batched else part[:, None, :])
@@ -140,7 +159,8 @@ class _RNNBase(Module):
             for direction in range(self._directions):
                 names = self._names(layer, direction)
                 w_ih, w_hh = (ctx.param(n, dtype) for n in names[:2])
-                b_ih, b_hh = (ctx.param(n, dtype) if self.bias else None for n in names[2:])
+                b_ih, b_hh = (ctx.param(n, dtype) if self.bias else None for n in names[2:4])
+                w_hr = ctx.param(names[4], dtype) if self._proj else None
                 row = layer * self._directions + direction
                 ys, final = scan_layer(
                     self._mode,
@@ -154,6 +174,7 @@ class _RNNBase(Module):
                     reverse=direction == 1,
                     batch_first=batch_first and layer == 0,
                     input_projection=self.input_projection,
+                    weight_hr=w_hr,
                 )
                 outputs.append(ys)
                 finals.append(final)
@@ -237,6 +258,12 @@ class LSTM(_RNNBase):
     (hidden, 4·hidden) are PyTorch's transposed; every weight and bias starts
     U(−1/√hidden, 1/√hidden), as PyTorch.
 
+    With ``proj_size`` P > 0 (PyTorch's LSTM with projections), each step's hidden state is
+    projected, ``h' = (σ(o) tanh(c')) W_hr``: output is (T, B, D · P), h_n and h_0
+    (num_layers · D, B, P), c_n and c_0 keep hidden_size; ``weight_hh_l{k}`` is
+    (P, 4·hidden), layer k > 0 reads D · P features, and ``weight_hr_l{k}[_reverse]``
+    (hidden, P) is PyTorch's (P, hidden) transposed, initialised as the other weights.
+
     Args:
         input_size: features per time step. Input (T, B, input_size), or (B, T, input_size)
             with ``batch_first``, or unbatched (T, input_size); floating.
@@ -248,7 +275,7 @@ class LSTM(_RNNBase):
         dropout: dropout on each layer's output except the last, in training mode only.
         bidirectional: add a reverse-direction pass per layer (D = 2); outputs concatenate
             the forward then the reverse features.
-        proj_size: kept for PyTorch's positional order; only 0 is supported.
+        proj_size: if > 0, project h to this many features (must be < hidden_size).
         input_projection: ``"auto"`` (default), ``"hoisted"`` or ``"per_step"``: where the
             input's share of the gates is computed (docs/sequence.md); same numerics.
         dtype: dtype of the parameters.
@@ -285,13 +312,25 @@ class LSTM(_RNNBase):
     dtype: Any = jnp.float32
 
     def __post_init__(self) -> None:
-        if self.proj_size != 0:
-            raise NotImplementedError("LSTM: proj_size > 0 is not supported by funcnet yet")
+        if self.proj_size < 0:
+            raise ValueError(
+                f"LSTM: proj_size must be a positive integer or zero (no projection), got "
+                f"{self.proj_size}"
+            )
+        if self.proj_size > 0 and self.proj_size >= self.hidden_size:
+            raise ValueError(
+                f"LSTM: proj_size must be smaller than hidden_size, got {self.proj_size} and "
+                f"{self.hidden_size}"
+            )
         super().__post_init__()
 
     @property
     def _mode(self) -> str:
         return "lstm"
+
+    @property
+    def _proj(self) -> int:
+        return self.proj_size
 
 
 @dataclasses.dataclass(unsafe_hash=True, repr=False)

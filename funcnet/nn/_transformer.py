@@ -1,15 +1,18 @@
-"""Transformer blocks (PyTorch's names and structure) and positional embeddings.
+"""Transformer blocks and the encoder-decoder Transformer (PyTorch's names and structure),
+and positional embeddings.
 
 The layers nest their parameters under PyTorch's attribute names (``self_attn``,
-``multihead_attn``, ``linear1``, ``linear2``, ``norm1``, ``norm2``, ``norm3``), and the
-stacks under ``layers.{i}`` and ``norm``, so ``state_dict`` keys match PyTorch's.
+``multihead_attn``, ``linear1``, ``linear2``, ``norm1``, ``norm2``, ``norm3``), the
+stacks under ``layers.{i}`` and ``norm``, and ``Transformer`` under ``encoder`` and
+``decoder``, so ``state_dict`` keys match PyTorch's.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -22,12 +25,13 @@ from funcnet.nn import init as init_lib
 from funcnet.nn._attention import MultiheadAttention
 from funcnet.nn._container import ModuleList
 from funcnet.nn._linear import Linear
-from funcnet.nn._module import Context, Initializer, Module
+from funcnet.nn._module import Context, Initializer, Module, _name_hash
 from funcnet.nn._normalization import LayerNorm
 
 __all__ = [
     "LearnedPositionalEmbedding",
     "SinusoidalPositionalEmbedding",
+    "Transformer",
     "TransformerDecoder",
     "TransformerDecoderLayer",
     "TransformerEncoder",
@@ -394,6 +398,192 @@ class TransformerDecoder(Module):
 
     def extra_repr(self) -> str:
         return f"num_layers={self.num_layers}"
+
+
+def _xavier_uniform(name: str, key: jax.Array, leaf: jax.Array) -> jax.Array:
+    """PyTorch's ``xavier_uniform_`` of a parameter stored in funcnet's layout (fans as
+    ``init.fans``, which match PyTorch's); ``bias_k`` / ``bias_v`` keep PyTorch's
+    (1, 1, E) layout, whose fans PyTorch counts as E and E."""
+    shape, dtype = jnp.shape(leaf), leaf.dtype
+    if name in ("bias_k", "bias_v"):
+        bound = math.sqrt(6.0 / (2 * shape[-1]))
+        return init_lib.uniform(key, shape, dtype, a=-bound, b=bound)
+    return init_lib.xavier_uniform(key, shape, dtype)
+
+
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
+class Transformer(Module):
+    """The encoder-decoder Transformer of "Attention Is All You Need" (``torch.nn.Transformer``).
+
+    ``encoder`` is a :class:`TransformerEncoder` of ``num_encoder_layers``
+    :class:`TransformerEncoderLayer` s with a final ``LayerNorm(d_model)`` (``encoder.norm``),
+    ``decoder`` likewise of :class:`TransformerDecoderLayer` s (``decoder.norm``), as
+    PyTorch builds them, so the ``state_dict`` keys are PyTorch's (``encoder.layers.0.…``,
+    ``encoder.norm.weight``, ``decoder.layers.0.…``, ``decoder.norm.bias``) and a PyTorch
+    state dict imports with every 2-D weight transposed. ``init`` then draws every
+    parameter of more than one dimension from Xavier-uniform, as PyTorch's
+    ``_reset_parameters`` (the custom encoder's and decoder's too); biases and LayerNorms
+    keep their defaults.
+
+    Args:
+        d_model: features of src, tgt and the output.
+        nhead: attention heads; must divide d_model.
+        num_encoder_layers, num_decoder_layers: the layers of each stack.
+        dim_feedforward: hidden features of the feed-forward networks.
+        dropout: the layers' dropout, training mode only.
+        activation: ``"relu"``, ``"gelu"`` or a callable.
+        custom_encoder, custom_decoder: modules used instead of the built stacks (with
+            :class:`TransformerEncoder`'s and :class:`TransformerDecoder`'s forward
+            signatures); their parameters are ``encoder.…`` and ``decoder.…``.
+        layer_norm_eps: the LayerNorms' eps.
+        batch_first: (B, L, d_model) instead of PyTorch's default (L, B, d_model).
+        norm_first: pre-LN layers instead of post-LN.
+        bias: whether the Linear, LayerNorm and attention layers learn biases.
+        implementation: attention kernel choice, see :class:`MultiheadAttention`.
+        dtype: dtype of the parameters.
+
+    ``forward(ctx, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None,
+    src_key_padding_mask=None, tgt_key_padding_mask=None, memory_key_padding_mask=None,
+    src_is_causal=None, tgt_is_causal=None, memory_is_causal=False)``: src (S, B, d_model),
+    tgt (T, B, d_model) (or batch-first, or unbatched (S, d_model) and (T, d_model));
+    the masks as :class:`MultiheadAttention`'s (``src_mask`` (S, S), ``tgt_mask`` (T, T),
+    ``memory_mask`` (T, S), or per head (B·nhead, ·, ·); key padding masks (B, S), (B, T),
+    (B, S)). ``*_is_causal=True`` masks future positions without a mask (PyTorch takes
+    it as a hint about the mask given); None is False. Returns tgt's shape and dtype.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnet import nn
+        >>> model = nn.Transformer(16, 2, 1, 1, 32, dropout=0.0, batch_first=True)
+        >>> params, state = model.init(jax.random.key(0))
+        >>> sorted(k for k in nn.state_dict(params) if "norm." in k and "layers" not in k)
+        ['decoder.norm.bias', 'decoder.norm.weight', 'encoder.norm.bias', 'encoder.norm.weight']
+        >>> src, tgt = jnp.ones((3, 7, 16)), jnp.ones((3, 5, 16))  # (B, S, E), (B, T, E)
+        >>> run = lambda p, s, t: model.apply(p, state, s, t, tgt_is_causal=True)[0]
+        >>> jax.eval_shape(run, params, src, tgt).shape  # run(params, src, tgt) computes it
+        (3, 5, 16)
+    """
+
+    d_model: int = 512
+    nhead: int = 8
+    num_encoder_layers: int = 6
+    num_decoder_layers: int = 6
+    dim_feedforward: int = 2048
+    dropout: float = 0.1
+    activation: str | Callable[[jax.Array], jax.Array] = "relu"
+    custom_encoder: Module | None = None
+    custom_decoder: Module | None = None
+    layer_norm_eps: float = 1e-5
+    batch_first: bool = False
+    norm_first: bool = False
+    bias: bool = True
+    implementation: str | None = None
+    dtype: Any = jnp.float32
+
+    def __post_init__(self) -> None:
+        kw = {
+            "dim_feedforward": self.dim_feedforward,
+            "dropout": self.dropout,
+            "activation": self.activation,
+            "layer_norm_eps": self.layer_norm_eps,
+            "batch_first": self.batch_first,
+            "norm_first": self.norm_first,
+            "bias": self.bias,
+            "implementation": self.implementation,
+            "dtype": self.dtype,
+        }
+        d, eps = self.d_model, self.layer_norm_eps
+        if self.custom_encoder is not None:
+            self.encoder = self.custom_encoder
+        else:
+            self.encoder = TransformerEncoder(
+                TransformerEncoderLayer(d, self.nhead, **kw),
+                self.num_encoder_layers,
+                LayerNorm(d, eps=eps, bias=self.bias, dtype=self.dtype),
+            )
+        if self.custom_decoder is not None:
+            self.decoder = self.custom_decoder
+        else:
+            self.decoder = TransformerDecoder(
+                TransformerDecoderLayer(d, self.nhead, **kw),
+                self.num_decoder_layers,
+                LayerNorm(d, eps=eps, bias=self.bias, dtype=self.dtype),
+            )
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        # A custom encoder is also the field custom_encoder: name it "encoder" only.
+        return iter((("encoder", self.encoder), ("decoder", self.decoder)))
+
+    def init(self, key: jax.Array) -> tuple[dict, dict]:
+        """The sub-modules' parameters, then every one with more than one dimension
+        redrawn from Xavier-uniform (PyTorch's ``Transformer._reset_parameters``)."""
+        params, state = super().init(key)
+        reset = jax.random.fold_in(key, _name_hash("_reset_parameters"))
+
+        def redraw(path: tuple[Any, ...], leaf: jax.Array) -> jax.Array:
+            if jnp.ndim(leaf) < 2:
+                return leaf
+            k = jax.random.fold_in(reset, _name_hash(jax.tree_util.keystr(path)))
+            return _xavier_uniform(str(path[-1].key), k, leaf)
+
+        return jax.tree_util.tree_map_with_path(redraw, params), state
+
+    def forward(
+        self,
+        ctx: Context,
+        src: jax.Array,
+        tgt: jax.Array,
+        src_mask: jax.Array | None = None,
+        tgt_mask: jax.Array | None = None,
+        memory_mask: jax.Array | None = None,
+        src_key_padding_mask: jax.Array | None = None,
+        tgt_key_padding_mask: jax.Array | None = None,
+        memory_key_padding_mask: jax.Array | None = None,
+        src_is_causal: bool | None = None,
+        tgt_is_causal: bool | None = None,
+        memory_is_causal: bool = False,
+    ) -> jax.Array:
+        self._check(ctx, src, tgt)
+        memory = self.encoder(
+            ctx,
+            src,
+            mask=src_mask,
+            src_key_padding_mask=src_key_padding_mask,
+            is_causal=bool(src_is_causal),
+        )
+        return self.decoder(
+            ctx,
+            tgt,
+            memory,
+            tgt_mask=tgt_mask,
+            memory_mask=memory_mask,
+            tgt_key_padding_mask=tgt_key_padding_mask,
+            memory_key_padding_mask=memory_key_padding_mask,
+            tgt_is_causal=bool(tgt_is_causal),
+            memory_is_causal=memory_is_causal,
+        )
+
+    def _check(self, ctx: Context, src: jax.Array, tgt: jax.Array) -> None:
+        layout = "(B, L, d_model)" if self.batch_first else "(L, B, d_model)"
+        for what, x in (("src", src), ("tgt", tgt)):
+            check_ndim(ctx, x, (2, 3), what, f"{layout} or unbatched (L, d_model)")
+            check_last_dim(ctx, x, self.d_model, what)
+        axis = 0 if self.batch_first else 1
+        if jnp.ndim(src) != jnp.ndim(tgt) or (
+            jnp.ndim(src) == 3 and jnp.shape(src)[axis] != jnp.shape(tgt)[axis]
+        ):
+            raise ShapeError(
+                f"{ctx.path} (Transformer): expected src and tgt with the same batch size "
+                f"(axis {axis}, batch_first={self.batch_first}), got shapes {jnp.shape(src)} "
+                f"and {jnp.shape(tgt)}"
+            )
+
+    @staticmethod
+    def generate_square_subsequent_mask(sz: int, dtype: Any = None) -> jax.Array:
+        """The (sz, sz) additive causal mask, 0 on and below the diagonal and −inf above
+        (:func:`funcnet.functional.generate_square_subsequent_mask`); float32 by default.
+        Passing ``tgt_is_causal=True`` instead lets the fused kernel skip the masked half."""
+        return F.generate_square_subsequent_mask(sz, jnp.float32 if dtype is None else dtype)
 
 
 def _positions(

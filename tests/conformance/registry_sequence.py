@@ -26,8 +26,8 @@ ENTRIES = [
     ),
     Entry("LSTM", lambda: nn.LSTM(3, 4), (SEQ,), (((5, 2, 4), F32),), _bad("LSTM")),
     Entry(
-        "LSTM-2layer-bidirectional-dropout-batch_first-lengths",
-        lambda: nn.LSTM(3, 4, 2, batch_first=True, dropout=0.3, bidirectional=True),
+        "LSTM-proj_size-2layer-bidirectional-dropout-batch_first-lengths",
+        lambda: nn.LSTM(3, 4, 2, batch_first=True, dropout=0.3, bidirectional=True, proj_size=2),
         (SEQ_BF,),
         train=True,
         kwargs={"lengths": jnp.array([5, 2])},
@@ -61,12 +61,17 @@ ENTRIES = [
         r"model \(MultiheadAttention\): expected query with last dimension 8",
     ),
     Entry(
-        "MultiheadAttention-weights-per-head",
-        lambda: nn.MultiheadAttention(8, 2, dropout=0.2),
+        "MultiheadAttention-add_bias_kv-add_zero_attn-key_padding-weights-per-head",
+        lambda: nn.MultiheadAttention(8, 2, dropout=0.2, add_bias_kv=True, add_zero_attn=True),
         (TOKENS, MEMORY, MEMORY),
+        (TOKENS, MEMORY, ((6, 2, 5), F32)),
+        r"model \(MultiheadAttention\): expected value with last dimension 8",
         train=True,
-        kwargs={"average_attn_weights": False},
-        output=lambda out: out[1],
+        kwargs={
+            "average_attn_weights": False,
+            "key_padding_mask": jnp.array([[False] * 6, [False] * 4 + [True] * 2]),
+        },
+        output=lambda out: out[1],  # (B, num_heads, L, S + 2)
     ),
     Entry(
         "MultiheadAttention-fused-causal-batch_first-dropout",
@@ -119,6 +124,14 @@ ENTRIES = [
         (TOKENS, MEMORY),
         (TOKENS, ((6, 2, 5), F32)),
         r"model\.layers\.0 \(TransformerDecoderLayer\): expected memory",
+    ),
+    Entry(
+        "Transformer",
+        lambda: nn.Transformer(8, 2, 1, 1, 16),
+        (MEMORY, TOKENS),
+        (MEMORY, ((5, 2, 6), F32)),
+        r"model \(Transformer\): expected tgt with last dimension 8",
+        kwargs={"tgt_is_causal": True},
     ),
     Entry(
         "SinusoidalPositionalEmbedding",

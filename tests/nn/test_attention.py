@@ -7,6 +7,7 @@ References take PyTorch's layouts (``in_proj_weight`` (3E, E), ``out_proj.weight
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -14,13 +15,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.test_util import check_grads
 
 import funcnet.functional as F
 from funcnet import nn
 from funcnet.errors import ShapeError
 from funcnet.functional import _attention
-from tests._numerics import U32
+from funcnet.nn import _attention as mha_layers
+from tests._numerics import U32, check_grads_float64
 from tests.conftest import torch_or_skip
 
 E, N, L, S, B = 8, 2, 5, 6, 3
@@ -43,7 +44,7 @@ MASKS = {
 
 
 # ------------------------------------------------------------------ NumPy reference
-def torch_layout_params(kdim=E, vdim=E, seed=0):
+def torch_layout_params(kdim=E, vdim=E, seed=0, add_bias_kv=False):
     rng = np.random.default_rng(seed)
     params = {
         "in_proj_bias": rng.standard_normal(3 * E).astype(np.float32) * 0.1,
@@ -58,6 +59,9 @@ def torch_layout_params(kdim=E, vdim=E, seed=0):
         params["q_proj_weight"] = rng.standard_normal((E, E)).astype(np.float32) * 0.3
         params["k_proj_weight"] = rng.standard_normal((E, kdim)).astype(np.float32) * 0.3
         params["v_proj_weight"] = rng.standard_normal((E, vdim)).astype(np.float32) * 0.3
+    if add_bias_kv:  # PyTorch's shape (1, 1, E), funcnet's too
+        params["bias_k"] = rng.standard_normal((1, 1, E)).astype(np.float32) * 0.5
+        params["bias_v"] = rng.standard_normal((1, 1, E)).astype(np.float32) * 0.5
     return params
 
 
@@ -68,8 +72,12 @@ def _to_funcnet(tree):
     }
 
 
-def np_mha(p, q, k, v, key_padding_mask=None, attn_mask=None, is_causal=False):
-    """Batch-first (B, L, E) inputs, a loop over batch and heads; returns (out, weights)."""
+def np_mha(p, q, k, v, key_padding_mask=None, attn_mask=None, is_causal=False, add_zero_attn=False):
+    """Batch-first (B, L, E) inputs, a loop over batch and heads; returns (out, weights).
+
+    With ``bias_k`` / ``bias_v`` in ``p`` (PyTorch's (1, 1, E)) and ``add_zero_attn``, the
+    projected keys and values get those rows appended; the masks and ``is_causal`` apply
+    to the S given keys only, the appended ones are always attended."""
     # in float64 (float32 inputs would make NumPy's matmuls float32, i.e. CPU-dependent BLAS)
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), p)
     q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
@@ -79,21 +87,27 @@ def np_mha(p, q, k, v, key_padding_mask=None, attn_mask=None, is_causal=False):
         wq, wk, wv = p["q_proj_weight"], p["k_proj_weight"], p["v_proj_weight"]
     bq, bk, bv = np.split(p["in_proj_bias"], 3)
     d = E // N
+    s = k.shape[1]
+    extra = [p[n].reshape(1, E) for n in ("bias_k", "bias_v") if n in p]
+    zero = [np.zeros((1, E))] if add_zero_attn else []
     out = np.zeros((q.shape[0], q.shape[1], E))
-    weights = np.zeros((q.shape[0], N, q.shape[1], k.shape[1]))
+    weights = np.zeros((q.shape[0], N, q.shape[1], s + len(extra) // 2 + len(zero)))
     for b in range(q.shape[0]):
         qb, kb, vb = q[b] @ wq.T + bq, k[b] @ wk.T + bk, v[b] @ wv.T + bv
+        kb = np.concatenate([kb, *extra[:1], *zero])
+        vb = np.concatenate([vb, *extra[1:], *zero])
         for h in range(N):
             sl = slice(h * d, (h + 1) * d)
             logits = qb[:, sl] @ kb[:, sl].T / np.sqrt(d)
+            given = logits[:, :s]  # a view: the masks apply to the given keys
             if attn_mask is not None:
                 am = attn_mask if attn_mask.ndim == 2 else attn_mask[b * N + h]
-                logits = np.where(am, -np.inf, logits) if am.dtype == bool else logits + am
+                given[...] = np.where(am, -np.inf, given) if am.dtype == bool else given + am
             if key_padding_mask is not None:
                 kpm = key_padding_mask[b]
-                logits = np.where(kpm, -np.inf, logits) if kpm.dtype == bool else logits + kpm
+                given[...] = np.where(kpm, -np.inf, given) if kpm.dtype == bool else given + kpm
             if is_causal:
-                logits = np.where(np.tril(np.ones(logits.shape, bool)), logits, -np.inf)
+                given[...] = np.where(np.tril(np.ones(given.shape, bool)), given, -np.inf)
             w = np.exp(logits - logits.max(-1, keepdims=True))
             w /= w.sum(-1, keepdims=True)
             weights[b, h] = w
@@ -140,6 +154,99 @@ def test_multihead_attention_matches_numpy(mask, need_weights):
         assert weights is None
 
 
+# (add_bias_kv, add_zero_attn, mask, need_weights) of the bias_kv / zero_attn tests; the
+# NumPy and PyTorch tests run the same compiled functions (_mha_extra)
+EXTRA_CASES = [
+    (True, False, "attn_and_padding", True),
+    (False, True, "attn_float_3d", True),
+    (True, True, "key_padding_float", False),
+    (True, True, "causal", True),
+]
+
+
+@functools.partial(jax.jit, static_argnames=("model", "need_weights", "is_causal"))
+def _mha_extra(model, params, q, k, v, masks, need_weights, is_causal=False):
+    out, weights = model.apply(
+        params, {}, q, k, v, need_weights=need_weights, average_attn_weights=False,
+        is_causal=is_causal, **masks,
+    )[0]  # fmt: skip
+    return out, weights
+
+
+def _extra_case(bias_kv, zero_attn, mask):
+    model = nn.MultiheadAttention(
+        E, N, batch_first=True, add_bias_kv=bias_kv, add_zero_attn=zero_attn
+    )
+    masks = {k: jnp.asarray(m) for k, m in MASKS[mask].items() if k != "is_causal"}
+    return model, masks, {"is_causal": True} if mask == "causal" else {}
+
+
+@pytest.mark.parametrize(("bias_kv", "zero_attn", "mask", "need_weights"), EXTRA_CASES)
+def test_bias_kv_and_zero_attn_match_numpy(bias_kv, zero_attn, mask, need_weights):
+    """add_bias_kv / add_zero_attn append one or two key positions after the projection;
+    the masks (S columns) are extended with attended columns."""
+    q, k, v = _inputs()
+    tp = torch_layout_params(add_bias_kv=bias_kv)
+    model, masks, causal = _extra_case(bias_kv, zero_attn, mask)
+    out, weights = _mha_extra(model, _to_funcnet(tp), q, k, v, masks, need_weights, **causal)
+    ref_out, ref_w = np_mha(tp, q, k, v, add_zero_attn=zero_attn, **MASKS[mask])
+    # as test_multihead_attention_matches_numpy: sums of <= 8 terms, ~1e-6 at most
+    np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-5)
+    if need_weights:
+        assert weights.shape == (B, N, L, S + bias_kv + zero_attn)
+        np.testing.assert_allclose(weights, ref_w, rtol=1e-5, atol=1e-6)
+
+
+def test_bias_kv_and_zero_attn_vmap_over_unbatched_inputs():
+    q, k, v = _inputs()
+    tp = torch_layout_params(add_bias_kv=True)
+    model = nn.MultiheadAttention(E, N, add_bias_kv=True, add_zero_attn=True)
+    params = _to_funcnet(tp)
+    run = lambda q, k, v, m: model.apply(params, {}, q, k, v, key_padding_mask=m)[0]
+    out, weights = jax.jit(jax.vmap(run))(*map(jnp.asarray, (q, k, v, KPM)))  # each (L, E)
+    ref_out, ref_w = np_mha(tp, q, k, v, key_padding_mask=KPM, add_zero_attn=True)
+    np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-5)  # bounds as above
+    np.testing.assert_allclose(weights, ref_w.mean(1), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.torch
+def test_bias_kv_and_zero_attn_match_pytorch():
+    torch = torch_or_skip()
+    q, k, v = _inputs()
+    causal = np.triu(np.ones((L, S), bool), 1)  # PyTorch's True = masked
+    for bias_kv, zero_attn, mask, need_weights in EXTRA_CASES:
+        torch.manual_seed(0)
+        tm = torch.nn.MultiheadAttention(
+            E, N, add_bias_kv=bias_kv, add_zero_attn=zero_attn, batch_first=True
+        )
+        flat = {key: value.numpy() for key, value in tm.state_dict().items()}
+        params = _to_funcnet(nn.unflatten_dict(flat))
+        # funcnet's is_causal is PyTorch's explicit causal attn_mask (is_causal only a hint)
+        t_masks = {"attn_mask": causal} if mask == "causal" else MASKS[mask]
+        want, want_w = tm(
+            *map(torch.tensor, (q, k, v)), need_weights=need_weights, average_attn_weights=False,
+            **{a: torch.tensor(m) for a, m in t_masks.items()},
+        )  # fmt: skip
+        model, masks, is_causal = _extra_case(bias_kv, zero_attn, mask)
+        out, weights = _mha_extra(model, params, q, k, v, masks, need_weights, **is_causal)
+        # two float32 computations, each within ~1e-6 of the exact values (see
+        # test_multihead_attention_matches_numpy): 10x inside the bounds
+        np.testing.assert_allclose(out, want.detach().numpy(), rtol=1e-5, atol=1e-5)
+        if need_weights:
+            np.testing.assert_allclose(weights, want_w.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_bias_kv_init():
+    model = nn.MultiheadAttention(E, N, add_bias_kv=True, add_zero_attn=True, batch_first=True)
+    shapes = jax.eval_shape(model.init, jax.random.key(0))[0]
+    assert shapes["bias_k"].shape == shapes["bias_v"].shape == (1, 1, E)
+    # PyTorch's xavier_normal_ of a (1, 1, E) tensor: N(0, 1/E); 4096 draws put the sample
+    # std within 5% (4.5 standard errors of ~1.1%)
+    wide = mha_layers._bias_kv_init(jax.random.key(1), (1, 1, 4096))
+    np.testing.assert_allclose(float(jnp.std(wide)), 1 / 64, rtol=0.05)
+    assert float(jnp.abs(jnp.mean(wide))) < 5 / 64 / 64  # 5 standard errors of the mean
+
+
 def test_kdim_vdim_sequence_first_and_averaged_weights_match_numpy():
     tp = torch_layout_params(kdim=3, vdim=5)
     q, k, v = _inputs(kdim=3, vdim=5)
@@ -179,34 +286,44 @@ def test_multihead_attention_matches_pytorch(mask):
 @pytest.mark.torch
 def test_default_init_and_names_match_pytorch(key):
     torch = torch_or_skip()
-    for kw in ({}, {"kdim": 3, "vdim": 5}, {"bias": False}):
+    for kw in ({}, {"kdim": 3, "vdim": 5}, {"bias": False}, {"add_bias_kv": True}):
         tm = torch.nn.MultiheadAttention(E, N, **kw)
         params, state = nn.MultiheadAttention(E, N, **kw).init(key)
         flat = nn.state_dict(params, state)
-        assert {k: v.shape for k, v in flat.items()} == {
-            k: tuple(v.shape[::-1]) for k, v in tm.state_dict().items()
+        assert {k: v.shape for k, v in flat.items()} == {  # bias_k (1, 1, E) as PyTorch's
+            k: tuple(v.shape[::-1]) if v.ndim == 2 else tuple(v.shape)
+            for k, v in tm.state_dict().items()
         }
     params, _ = nn.MultiheadAttention(E, N).init(key)
     assert float(jnp.max(jnp.abs(params["in_proj_weight"]))) <= np.sqrt(6 / (4 * E))
     assert not jnp.any(params["in_proj_bias"]) and not jnp.any(params["out_proj"]["bias"])
+    # bias_k's init: PyTorch's fans of a (1, 1, E) tensor are E and E (std 1/sqrt(E))
+    wide = torch.empty(1, 1, 4096)
+    torch.nn.init.xavier_normal_(wide)
+    np.testing.assert_allclose(float(wide.std()), 1 / 64, rtol=0.05)  # as test_bias_kv_init
 
 
 def test_gradients_match_finite_differences_and_the_fused_path():
+    """Finite differences in float64 for the plain layer and one with add_bias_kv and
+    add_zero_attn (one check, one compilation); the fused path's gradient matches."""
     tp = torch_layout_params()
     model = nn.MultiheadAttention(E, N, batch_first=True)
+    extra = nn.MultiheadAttention(E, N, batch_first=True, add_bias_kv=True, add_zero_attn=True)
     kpm = jnp.asarray(KPM)
 
-    def loss(p, q, k, v, need_weights):
+    def loss(p, q, k, v, need_weights, model=model):
         (out, _), _ = model.apply(p, {}, q, k, v, key_padding_mask=kpm, need_weights=need_weights)
         return jnp.sum(jnp.sin(out))
 
     # JAX's dot_product_attention takes its softmax in float32 even for float64 inputs, so
     # finite differences check the explicit path; the fused path's gradient must match it.
-    with jax.enable_x64(True):
-        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), _to_funcnet(tp))
-        q, k, v = (jnp.asarray(a, jnp.float64) for a in _inputs())
-        explicit = jax.jit(lambda p, q, k: loss(p, q, k, v, True))
-        check_grads(explicit, (params, q, k), order=1, modes=("rev",))
+    params = {"plain": _to_funcnet(tp), "extra": _to_funcnet(torch_layout_params(add_bias_kv=True))}
+    q, k, v = map(jnp.asarray, _inputs())
+
+    def both(p, q, k, v):
+        return loss(p["plain"], q, k, v, True) + loss(p["extra"], q, k, v, True, extra)
+
+    check_grads_float64(jax.jit(both), (params, q, k, v))
     grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3)), static_argnums=4)
     args = (_to_funcnet(tp), *map(jnp.asarray, _inputs()))
     for a, b in zip(jax.tree.leaves(grad(*args, True)), jax.tree.leaves(grad(*args, False))):
@@ -447,8 +564,13 @@ def test_errors_name_the_layer():
         model.apply(params, {}, x, x[:2], x[:2])
     with pytest.raises(ValueError, match="divisible by num_heads"):
         nn.MultiheadAttention(E, 3)
-    with pytest.raises(NotImplementedError, match="add_bias_kv"):
-        nn.MultiheadAttention(E, N, add_bias_kv=True)
+    extra = nn.MultiheadAttention(E, N, batch_first=True, add_bias_kv=True, add_zero_attn=True)
+    eparams, _ = extra.init(jax.random.key(0))
+    with pytest.raises(
+        ShapeError,
+        match=r"model \(MultiheadAttention\): expected key_padding_mask of shape \(3, 5\)",
+    ):  # the given keys' S, not S + 2
+        extra.apply(eparams, {}, x, x, x, key_padding_mask=jnp.zeros((B, L + 2), bool))
 
 
 def test_docstring_examples_run():

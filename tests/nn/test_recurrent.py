@@ -6,20 +6,22 @@ transposes, and every test converts explicitly with ``_to_funcnet``.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.test_util import check_grads
 
 import funcnet.functional as F
 from funcnet import nn
 from funcnet.errors import ShapeError
-from tests._numerics import to_float64
+from tests._numerics import check_grads_float64, to_float64
 from tests.conftest import torch_or_skip
 
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 IN, H, T, B = 3, 4, 5, 3
+P = 2  # LSTM proj_size
 LENGTHS = np.array([5, 2, 4])
 
 
@@ -28,8 +30,9 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def np_cell(kind, x, h, c, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh"):
-    """One step in PyTorch's layout and equations; returns (h', c')."""
+def np_cell(kind, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr=None, nonlinearity="tanh"):
+    """One step in PyTorch's layout and equations; returns (h', c'). ``w_hr`` (P, H) is
+    PyTorch's LSTM projection ``weight_hr``."""
     # in float64 (float32 operands would make NumPy's matmuls float32, CPU-dependent BLAS)
     x, h, c, w_ih, w_hh, b_ih, b_hh = (
         np.asarray(a, np.float64) for a in (x, h, c, w_ih, w_hh, b_ih, b_hh)
@@ -38,7 +41,8 @@ def np_cell(kind, x, h, c, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh"):
     if kind == "LSTM":
         i, f, g, o = np.split(gx + gh, 4)
         c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-        return _sigmoid(o) * np.tanh(c), c
+        h = _sigmoid(o) * np.tanh(c)
+        return (h if w_hr is None else np.asarray(w_hr, np.float64) @ h), c
     if kind == "GRU":
         r = _sigmoid(gx[:H] + gh[:H])
         z = _sigmoid(gx[H : 2 * H] + gh[H : 2 * H])
@@ -48,9 +52,11 @@ def np_cell(kind, x, h, c, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh"):
     return (np.tanh(pre) if nonlinearity == "tanh" else np.maximum(pre, 0)), c
 
 
-def np_rnn(kind, x, params, num_layers, directions, lengths, h0=None, c0=None, **kw):
-    """Loops over each sequence's valid steps only: x (T, B, IN) -> output, h_n, c_n."""
+def np_rnn(kind, x, params, num_layers, directions, lengths, h0=None, c0=None, proj=0, **kw):
+    """Loops over each sequence's valid steps only: x (T, B, IN) -> output, h_n, c_n.
+    ``proj`` > 0: an LSTM with ``weight_hr_l{k}`` in ``params`` (h has ``proj`` features)."""
     steps, batch = x.shape[:2]
+    size = proj or H
     out = x
     h_n, c_n = [], []
     for layer in range(num_layers):
@@ -58,36 +64,40 @@ def np_rnn(kind, x, params, num_layers, directions, lengths, h0=None, c0=None, *
         for d in range(directions):
             sfx = f"_l{layer}" + ("_reverse" if d else "")
             w = [params[f"{n}{sfx}"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            ys = np.zeros((steps, batch, H))
+            w_hr = params[f"weight_hr{sfx}"] if proj else None
+            ys = np.zeros((steps, batch, size))
             row = layer * directions + d
             for b in range(batch):
-                h = np.zeros(H) if h0 is None else h0[row, b]
+                h = np.zeros(size) if h0 is None else h0[row, b]
                 c = np.zeros(H) if c0 is None else c0[row, b]
                 order = range(lengths[b]) if d == 0 else reversed(range(lengths[b]))
                 for t in order:
-                    h, c = np_cell(kind, out[t, b], h, c, *w, **kw)
+                    h, c = np_cell(kind, out[t, b], h, c, *w, w_hr, **kw)
                     ys[t, b] = h
                 h_n.append(h)
                 c_n.append(c)
             per_dir.append(ys)
         out = np.concatenate(per_dir, axis=-1)
-    shape = (num_layers * directions, batch, H)
+    rows = num_layers * directions
     # h_n was appended per (layer, direction, batch): regroup
-    return out, np.reshape(h_n, shape), np.reshape(c_n, shape)
+    return out, np.reshape(h_n, (rows, batch, size)), np.reshape(c_n, (rows, batch, H))
 
 
-def torch_layout_params(kind, num_layers, directions, seed=0, input_size=IN):
+def torch_layout_params(kind, num_layers, directions, seed=0, input_size=IN, proj=0):
     rng = np.random.default_rng(seed)
     g = GATES[kind] * H
+    size = proj or H
     params = {}
     for layer in range(num_layers):
-        n_in = input_size if layer == 0 else H * directions
+        n_in = input_size if layer == 0 else size * directions
         for d in range(directions):
             sfx = f"_l{layer}" + ("_reverse" if d else "")
             params[f"weight_ih{sfx}"] = rng.uniform(-0.6, 0.6, (g, n_in)).astype(np.float32)
-            params[f"weight_hh{sfx}"] = rng.uniform(-0.6, 0.6, (g, H)).astype(np.float32)
+            params[f"weight_hh{sfx}"] = rng.uniform(-0.6, 0.6, (g, size)).astype(np.float32)
             params[f"bias_ih{sfx}"] = rng.uniform(-0.6, 0.6, (g,)).astype(np.float32)
             params[f"bias_hh{sfx}"] = rng.uniform(-0.6, 0.6, (g,)).astype(np.float32)
+            if proj:
+                params[f"weight_hr{sfx}"] = rng.uniform(-0.6, 0.6, (proj, H)).astype(np.float32)
     return params
 
 
@@ -153,6 +163,98 @@ def test_time_major_without_lengths_matches_numpy():
     assert out.shape == (T, B, H) and h.shape == c.shape == (1, B, H)
 
 
+# (bidirectional, vmapped over the batch, input_projection) of the proj_size tests; the NumPy
+# and PyTorch tests run the same compiled functions (_lstm_proj)
+PROJ_CASES = [(True, False, "hoisted"), (False, True, "per_step")]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _lstm_proj(model, vmapped, params, x, h0, c0, lengths):
+    """The batch-first LSTM's ``(output, (h_n, c_n))``; ``vmapped``: the unbatched layer
+    mapped over the batch (x, h0, c0 and lengths)."""
+
+    def run(x, h0, c0, lengths):
+        return model.apply(params, {}, x, (h0, c0), lengths=lengths)[0]
+
+    if vmapped:
+        run = jax.vmap(run, in_axes=(0, 1, 1, 0), out_axes=(0, (1, 1)))
+    return run(x, h0, c0, lengths)
+
+
+def _proj_model(bidirectional, projection):
+    return nn.LSTM(
+        IN, H, 2, batch_first=True, bidirectional=bidirectional, proj_size=P,
+        input_projection=projection,
+    )  # fmt: skip
+
+
+def _proj_inputs(directions, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((B, T, IN)).astype(np.float32)
+    h0 = rng.standard_normal((2 * directions, B, P)).astype(np.float32)
+    c0 = rng.standard_normal((2 * directions, B, H)).astype(np.float32)
+    return x, h0, c0
+
+
+@pytest.mark.parametrize(("bidirectional", "vmapped", "projection"), PROJ_CASES)
+def test_lstm_projection_matches_numpy(bidirectional, vmapped, projection):
+    """proj_size: h and each direction's output have P features, c keeps hidden_size."""
+    d = 2 if bidirectional else 1
+    tp = torch_layout_params("LSTM", 2, d, proj=P)
+    x, h0, c0 = _proj_inputs(d, 8)
+    model = _proj_model(bidirectional, projection)
+    args = tuple(map(jnp.asarray, (x, h0, c0, LENGTHS)))
+    out, (h, c) = _lstm_proj(model, vmapped, _to_funcnet(tp), *args)
+    ref_out, ref_h, ref_c = np_rnn("LSTM", x.transpose(1, 0, 2), tp, 2, d, LENGTHS, h0, c0, proj=P)
+    assert out.shape == (B, T, d * P) and h.shape == (2 * d, B, P) and c.shape == (2 * d, B, H)
+    # float32 against float64: the gate sums have <= 13 terms (|w| < 0.6, sum of |terms|
+    # < 8) and the projection 4, as in test_bidirectional_multilayer_with_lengths_matches_numpy
+    # (~sqrt(13) U32 * 8 ~ 2e-6 at most in practice, damped by tanh and sigmoid); 1e-7
+    # measured, 100x inside rtol=atol=1e-5
+    np.testing.assert_allclose(out, ref_out.transpose(1, 0, 2), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(h, ref_h, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(c, ref_c, rtol=1e-5, atol=1e-5)
+    assert np.all(np.asarray(out)[1, 2:] == 0)  # padded steps output zeros
+
+
+@pytest.mark.torch
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
+def test_lstm_projection_matches_pytorch():
+    torch = torch_or_skip()
+    for bidirectional, vmapped, projection in PROJ_CASES:
+        d = 2 if bidirectional else 1
+        torch.manual_seed(d)
+        tm = torch.nn.LSTM(IN, H, 2, batch_first=True, bidirectional=bidirectional, proj_size=P)
+        x, h0, c0 = _proj_inputs(d, 9)
+        packed = torch.nn.utils.rnn.pack_padded_sequence(
+            torch.tensor(x), torch.tensor(LENGTHS), batch_first=True, enforce_sorted=False
+        )
+        with torch.no_grad():
+            out_t, (h_t, c_t) = tm(packed, (torch.tensor(h0), torch.tensor(c0)))
+        out_t, _ = torch.nn.utils.rnn.pad_packed_sequence(out_t, True, total_length=T)
+
+        params = _to_funcnet({k: v.numpy() for k, v in tm.state_dict().items()})
+        args = tuple(map(jnp.asarray, (x, h0, c0, LENGTHS)))
+        model = _proj_model(bidirectional, projection)
+        out, (h, c) = _lstm_proj(model, vmapped, params, *args)
+        # two float32 computations, each ~1e-7 off the exact values (the NumPy test above):
+        # 3e-7 measured, 30x inside
+        np.testing.assert_allclose(out, out_t.numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(h, h_t.numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(c, c_t.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_lstm_projection_parameter_shapes():
+    # init's names and shapes: PyTorch's (written in torch_layout_params) transposed
+    model = nn.LSTM(IN, H, 2, bidirectional=True, proj_size=P)
+    shapes = jax.eval_shape(model.init, jax.random.key(0))[0]
+    params = torch_layout_params("LSTM", 2, 2, proj=P)
+    assert {k: v.shape for k, v in shapes.items()} == {k: v.shape[::-1] for k, v in params.items()}
+    assert shapes["weight_hr_l1_reverse"].shape == (H, P)
+    assert shapes["weight_ih_l1"].shape == (2 * P, 4 * H)  # layer 1 reads D * P features
+    assert shapes["weight_hh_l0"].shape == (P, 4 * H)
+
+
 @pytest.mark.torch
 @pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
 def test_matches_pytorch_packed_sequences_and_gradients(kind):
@@ -202,9 +304,10 @@ def test_matches_pytorch_packed_sequences_and_gradients(kind):
 @pytest.mark.torch
 def test_parameter_names_shapes_and_default_init_match_pytorch(key):
     torch = torch_or_skip()
-    for kind in ("RNN", "LSTM", "GRU"):
-        tm = getattr(torch.nn, kind)(IN, H, num_layers=2, bidirectional=True)
-        params, state = getattr(nn, kind)(IN, H, num_layers=2, bidirectional=True).init(key)
+    configs = [(kind, {}) for kind in ("RNN", "LSTM", "GRU")] + [("LSTM", {"proj_size": P})]
+    for kind, kw in configs:
+        tm = getattr(torch.nn, kind)(IN, H, num_layers=2, bidirectional=True, **kw)
+        params, state = getattr(nn, kind)(IN, H, num_layers=2, bidirectional=True, **kw).init(key)
         want = {k: tuple(v.shape[::-1]) for k, v in tm.state_dict().items()}
         assert {k: v.shape for k, v in nn.state_dict(params, state).items()} == want
         bound = 1 / np.sqrt(H)
@@ -272,18 +375,24 @@ def test_cells_match_pytorch():
 
 
 def test_gradients_match_finite_differences():
-    tp = torch_layout_params("GRU", 1, 2)
+    """A bidirectional GRU and an LSTM with proj_size, with lengths, in one check (one
+    compilation)."""
+    gru = nn.GRU(IN, H, bidirectional=True, batch_first=True)
+    lstm = nn.LSTM(IN, H, batch_first=True, proj_size=P)
+    params = {
+        "gru": _to_funcnet(torch_layout_params("GRU", 1, 2)),
+        "lstm": _to_funcnet(torch_layout_params("LSTM", 1, 1, proj=P)),
+    }
     lengths = jnp.asarray([4, 2])
-    with jax.enable_x64(True):
-        params = jax.tree.map(lambda v: jnp.asarray(v, jnp.float64), _to_funcnet(tp))
-        x = jax.random.normal(jax.random.key(0), (2, 4, IN), jnp.float64)
-        model = nn.GRU(IN, H, bidirectional=True, batch_first=True, dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(0), (2, 4, IN))
 
-        def f(p, x):
-            (out, h), _ = model.apply(p, {}, x, lengths=lengths)
-            return jnp.sum(jnp.sin(out)) + jnp.sum(h**2)
+    def f(p, x):
+        (out, h), _ = gru.apply(p["gru"], {}, x, lengths=lengths)
+        (out_p, (h_p, c_p)), _ = lstm.apply(p["lstm"], {}, x, lengths=lengths)
+        projected = jnp.sum(jnp.sin(out_p)) + jnp.sum(h_p**2) + jnp.sum(c_p**2)
+        return jnp.sum(jnp.sin(out)) + jnp.sum(h**2) + projected
 
-        check_grads(jax.jit(f), (params, x), order=1, modes=("rev",))
+    check_grads_float64(jax.jit(f), (params, x))
 
 
 @pytest.mark.parametrize("projection", ["hoisted", "per_step"])
@@ -347,6 +456,23 @@ def test_functional_layers_match_numpy():
     np.testing.assert_allclose(h, ref_h[1], rtol=1e-5, atol=1e-6)
 
 
+def test_functional_lstm_with_projection_matches_numpy():
+    tp = torch_layout_params("LSTM", 1, 1, proj=P)
+    x = np.random.default_rng(10).standard_normal((T, B, IN)).astype(np.float32)
+    fp = _to_funcnet(tp)
+    weights = [fp[f"{n}_l0"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    lengths = jnp.asarray(LENGTHS)
+    out, (h, c) = F.lstm(
+        jnp.asarray(x), None, *weights, lengths=lengths, weight_hr=fp["weight_hr_l0"]
+    )
+    ref_out, ref_h, ref_c = np_rnn("LSTM", x, tp, 1, 1, LENGTHS, proj=P)
+    assert out.shape == (T, B, P) and h.shape == (B, P) and c.shape == (B, H)
+    # float32 against float64, as test_lstm_projection_matches_numpy (1e-7 measured)
+    np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(h, ref_h[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(c, ref_c[0], rtol=1e-5, atol=1e-5)
+
+
 def test_shape_errors_name_the_layer():
     model = nn.LSTM(IN, H, num_layers=2)
     params, _ = model.init(jax.random.key(0))
@@ -363,8 +489,23 @@ def test_shape_errors_name_the_layer():
         nn.GRU(IN, H).apply(nn.GRU(IN, H).init(jax.random.key(0))[0], {}, jnp.zeros((1, T, B, IN)))
     with pytest.raises(ValueError, match="nonlinearity"):
         nn.RNN(IN, H, nonlinearity="sigmoid")
-    with pytest.raises(NotImplementedError, match="proj_size"):
-        nn.LSTM(IN, H, proj_size=2)
+    with pytest.raises(ValueError, match="LSTM: proj_size must be smaller than hidden_size"):
+        nn.LSTM(IN, H, proj_size=H)
+    with pytest.raises(ValueError, match="LSTM: proj_size must be a positive integer or zero"):
+        nn.LSTM(IN, H, proj_size=-1)
+    proj = nn.LSTM(IN, H, num_layers=2, proj_size=2)
+    pparams, _ = proj.init(jax.random.key(0))
+    with pytest.raises(
+        ShapeError, match=r"model \(LSTM\): expected h_0 of shape \(2, 3, 2\) .*proj_size\)"
+    ):
+        proj.apply(pparams, {}, x, (jnp.zeros((2, B, H)), jnp.zeros((2, B, H))))
+    with pytest.raises(
+        ShapeError, match=r"model \(LSTM\): expected c_0 of shape \(2, 3, 4\) .*hidden_size\)"
+    ):
+        proj.apply(pparams, {}, x, (jnp.zeros((2, B, 2)), jnp.zeros((2, B, 2))))
+    w = [pparams[f"{n}_l0"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    with pytest.raises(ShapeError, match=r"lstm: expected weight_hr of shape \(4, 2\)"):
+        F.lstm(x, None, *w, weight_hr=pparams["weight_hr_l0"].T)
     with pytest.raises(ValueError, match="input_projection"):
         nn.GRU(IN, H, input_projection="fused")
 

@@ -3,6 +3,7 @@ a decoder-only causal language model trained on a toy next-token task."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -41,8 +42,9 @@ def np_layer_norm(x, w, b, eps=1e-5):
     return (x - mu) / np.sqrt(var + eps) * w + b
 
 
-def np_attention(p, prefix, x, mem, causal=False):
-    """Self/cross attention on batch-first inputs, PyTorch's layout, causal optional."""
+def np_attention(p, prefix, x, mem, causal=False, bias=None):
+    """Self/cross attention on batch-first inputs, PyTorch's layout, causal optional;
+    ``bias`` (broadcastable to (B, L, S)) is added to every head's logits."""
     wq, wk, wv = np.split(p[f"{prefix}.in_proj_weight"], 3)
     bq, bk, bv = np.split(p[f"{prefix}.in_proj_bias"], 3)
     q, k, v = x @ wq.T + bq, mem @ wk.T + bk, mem @ wv.T + bv
@@ -53,15 +55,14 @@ def np_attention(p, prefix, x, mem, causal=False):
         logits = q[..., sl] @ np.swapaxes(k[..., sl], -1, -2) / math.sqrt(d)
         if causal:
             logits = np.where(np.tril(np.ones(logits.shape[-2:], bool)), logits, -np.inf)
+        if bias is not None:
+            logits = logits + bias
         w = np.exp(logits - logits.max(-1, keepdims=True))
         out[..., sl] = (w / w.sum(-1, keepdims=True)) @ v[..., sl]
     return out @ p[f"{prefix}.out_proj.weight"].T + p[f"{prefix}.out_proj.bias"]
 
 
-def np_encoder_layer(p, x, norm_first, activation, causal):
-    # in float64 (float32 operands would make NumPy's matmuls float32, CPU-dependent BLAS)
-    p, x = {k: np.asarray(v, np.float64) for k, v in p.items()}, np.asarray(x, np.float64)
-
+def _np_ff_and_norm(p, activation):
     def ff(y):
         h = y @ p["linear1.weight"].T + p["linear1.bias"]
         h = np.maximum(h, 0) if activation == "relu" else h * 0.5 * (1 + _erf(h / math.sqrt(2)))
@@ -70,11 +71,57 @@ def np_encoder_layer(p, x, norm_first, activation, causal):
     def norm(i, y):
         return np_layer_norm(y, p[f"norm{i}.weight"], p[f"norm{i}.bias"])
 
+    return ff, norm
+
+
+def np_encoder_layer(p, x, norm_first, activation, causal, bias=None):
+    # in float64 (float32 operands would make NumPy's matmuls float32, CPU-dependent BLAS)
+    p, x = {k: np.asarray(v, np.float64) for k, v in p.items()}, np.asarray(x, np.float64)
+    ff, norm = _np_ff_and_norm(p, activation)
     if norm_first:
-        x = x + np_attention(p, "self_attn", norm(1, x), norm(1, x), causal)
+        x = x + np_attention(p, "self_attn", norm(1, x), norm(1, x), causal, bias)
         return x + ff(norm(2, x))
-    x = norm(1, x + np_attention(p, "self_attn", x, x, causal))
+    x = norm(1, x + np_attention(p, "self_attn", x, x, causal, bias))
     return norm(2, x + ff(x))
+
+
+def np_decoder_layer(p, x, mem, norm_first, self_bias, mem_bias):
+    """PyTorch's TransformerDecoderLayer (relu) in float64; biases as np_attention's."""
+    p, x = {k: np.asarray(v, np.float64) for k, v in p.items()}, np.asarray(x, np.float64)
+    ff, norm = _np_ff_and_norm(p, "relu")
+
+    def sa(y):
+        return np_attention(p, "self_attn", y, y, bias=self_bias)
+
+    def mha(y):
+        return np_attention(p, "multihead_attn", y, mem, bias=mem_bias)
+
+    if norm_first:
+        x = x + sa(norm(1, x))
+        x = x + mha(norm(2, x))
+        return x + ff(norm(3, x))
+    x = norm(1, x + sa(x))
+    x = norm(2, x + mha(x))
+    return norm(3, x + ff(x))
+
+
+def np_transformer(flat, src, tgt, layers, norm_first, src_bias, tgt_bias, mem_bias):
+    """PyTorch's nn.Transformer (relu) on batch-first inputs from a flat PyTorch-layout dict."""
+
+    def sub(prefix):
+        return {k.removeprefix(prefix): v for k, v in flat.items() if k.startswith(prefix)}
+
+    def final_norm(name, y):
+        return np_layer_norm(y, *(np.float64(flat[f"{name}.norm.{w}"]) for w in ("weight", "bias")))
+
+    x = src
+    for i in range(layers):
+        x = np_encoder_layer(sub(f"encoder.layers.{i}."), x, norm_first, "relu", False, src_bias)
+    memory = final_norm("encoder", x)
+    y = tgt
+    for i in range(layers):
+        y = np_decoder_layer(sub(f"decoder.layers.{i}."), y, memory, norm_first, tgt_bias, mem_bias)
+    return final_norm("decoder", y)
 
 
 _erf = np.vectorize(math.erf)
@@ -162,6 +209,138 @@ def test_stacks_match_pytorch(norm_first, activation):
     np.testing.assert_allclose(got_dec, want_dec.numpy(), rtol=1e-5, atol=2e-5)
 
 
+def _transformer_masks(rng):
+    """PyTorch's masks for nn.Transformer: the additive causal tgt_mask (T, T), a boolean
+    memory_mask (T, S) and key padding masks of src and memory (B, S); True = masked."""
+    tgt_mask = np.asarray(F.generate_square_subsequent_mask(L))
+    memory_mask = rng.random((L, S)) < 0.3
+    memory_mask[:, 0] = False  # every query keeps a key
+    src_kpm = np.zeros((B, S), bool)
+    src_kpm[0, -2:] = True
+    mem_kpm = np.zeros((B, S), bool)
+    mem_kpm[2, -3:] = True
+    return tgt_mask, memory_mask, src_kpm, mem_kpm
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _transformer(model, vmapped, params, src, tgt, tgt_mask, memory_mask, src_kpm, mem_kpm):
+    """The (time-major) model's output; ``vmapped``: the unbatched model mapped over the
+    batch. The NumPy and PyTorch tests share these compiled functions."""
+
+    def run(src, tgt, src_kpm, mem_kpm):
+        return model.apply(
+            params, {}, src, tgt, tgt_mask=tgt_mask, memory_mask=memory_mask,
+            src_key_padding_mask=src_kpm, memory_key_padding_mask=mem_kpm,
+        )[0]  # fmt: skip
+
+    if vmapped:  # each element (S, d), (T, d) with key padding masks (S,)
+        run = jax.vmap(run, in_axes=(1, 1, 0, 0), out_axes=1)
+    return run(src, tgt, src_kpm, mem_kpm)
+
+
+def _transformer_model(norm_first):
+    return nn.Transformer(D, NH, 2, 2, FF, dropout=0.0, norm_first=norm_first)
+
+
+@pytest.mark.parametrize("norm_first", [False, True], ids=["post-LN", "pre-LN-vmap"])
+def test_transformer_matches_numpy(norm_first):
+    """nn.Transformer: encoder stack + final norm, decoder stack over the memory + final
+    norm, with every kind of mask; the pre-LN case maps the unbatched model with vmap."""
+    model = _transformer_model(norm_first)
+    flat = _random_torch_params(model)
+    rng = np.random.default_rng(3)
+    src = rng.standard_normal((S, B, D)).astype(np.float32)
+    tgt = rng.standard_normal((L, B, D)).astype(np.float32)
+    masks = _transformer_masks(rng)
+    got = _transformer(model, norm_first, _flat_to_funcnet(flat), src, tgt, *masks)
+    tgt_mask, memory_mask, src_kpm, mem_kpm = masks
+    mem_bias = np.where(memory_mask | mem_kpm[:, None, :], -np.inf, 0.0)
+    src_bias = np.where(src_kpm, -np.inf, 0.0)[:, None]
+    batch_first = (src.transpose(1, 0, 2), tgt.transpose(1, 0, 2))
+    want = np_transformer(flat, *batch_first, 2, norm_first, src_bias, tgt_mask, mem_bias)
+    # float32 against float64: as test_encoder_layer_matches_numpy for each of the six
+    # blocks and two norms (~1e-6 each in practice, renormalised by the LayerNorms);
+    # 3e-7 measured, 30x inside
+    np.testing.assert_allclose(got, want.transpose(1, 0, 2), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.torch
+@pytest.mark.filterwarnings("ignore:enable_nested_tensor is True")
+def test_transformer_matches_pytorch():
+    torch = torch_or_skip()
+    rng = np.random.default_rng(4)
+    src = rng.standard_normal((S, B, D)).astype(np.float32)
+    tgt = rng.standard_normal((L, B, D)).astype(np.float32)
+    masks = _transformer_masks(rng)
+    t_masks = dict(zip(("tgt_mask", "memory_mask", "src_key_padding_mask",
+                        "memory_key_padding_mask"), map(torch.tensor, masks)))  # fmt: skip
+    np.testing.assert_array_equal(
+        nn.Transformer.generate_square_subsequent_mask(L),
+        torch.nn.Transformer.generate_square_subsequent_mask(L),
+    )
+    for norm_first in (False, True):
+        torch.manual_seed(0)
+        tm = torch.nn.Transformer(D, NH, 2, 2, FF, dropout=0.0, norm_first=norm_first).eval()
+        model = _transformer_model(norm_first)
+        names = jax.eval_shape(model.init, jax.random.key(0))[0]
+        want_names = {k: tuple(v.shape[::-1]) for k, v in tm.state_dict().items()}
+        assert {k: v.shape for k, v in nn.state_dict(names).items()} == want_names
+        want = tm(torch.tensor(src), torch.tensor(tgt), **t_masks).detach().numpy()
+        got = _transformer(model, norm_first, _torch_to_funcnet(tm), src, tgt, *masks)
+        # two float32 computations of 2 + 2 layers, each ~1e-6 off the exact values in
+        # practice (test_transformer_matches_numpy): 6e-7 measured, 30x inside
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5, err_msg=f"{norm_first=}")
+
+
+def test_transformer_init_names_and_errors():
+    """PyTorch's names, Xavier-uniform for every >1-D parameter (the stacks' too), the
+    custom encoder's, and errors naming the Transformer."""
+    model = nn.Transformer(16, 2, 2, 1, 64)
+    params, _ = model.init(jax.random.key(0))
+    flat = nn.state_dict(params)
+    assert {k.split(".")[0] for k in flat} == {"encoder", "decoder"}
+    assert {"encoder.norm.weight", "decoder.norm.bias", "decoder.layers.0.norm3.weight"} <= set(
+        flat
+    )
+    assert (
+        "encoder.layers.1.self_attn.in_proj_weight" in flat
+        and "decoder.layers.1.norm1.bias" not in flat
+    )
+    # Xavier-uniform: |w| <= sqrt(6 / (fan_in + fan_out)) and |w| / bound ~ U(0, 1) (mean
+    # 1/2; 0.04 is > 10 standard errors for the ~1000+ draws per weight). Linear's default
+    # U(±1/sqrt(fan_in)) would give linear2.weight (64 -> 16) mean |w| / bound 0.25.
+    for name, w in flat.items():
+        if w.ndim > 1:
+            ratio = np.abs(np.asarray(w)) / np.sqrt(6 / sum(w.shape))
+            assert ratio.max() <= 1 and abs(ratio.mean() - 0.5) < 0.04, name
+        elif "norm" in name:
+            assert np.all(w == (1.0 if name.endswith("weight") else 0.0)), name
+
+    custom = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 64), 1)
+    cp, _ = nn.Transformer(16, 2, 1, 1, 64, custom_encoder=custom).init(jax.random.key(0))
+    assert "norm" not in cp["encoder"] and sorted(cp) == ["decoder", "encoder"]
+    w = cp["encoder"]["layers"]["0"]["linear2"]["weight"]  # redrawn: Xavier, not Linear's
+    assert abs(float(jnp.mean(jnp.abs(w))) / np.sqrt(6 / 80) - 0.5) < 0.04
+
+    src, tgt = (
+        jax.ShapeDtypeStruct((S, B, 16), jnp.float32),
+        jax.ShapeDtypeStruct((L, B, 16), jnp.float32),
+    )
+    shape = lambda *a: jax.eval_shape(lambda p, *x: model.apply(p, {}, *x)[0], params, *a)
+    assert shape(src, tgt).shape == (L, B, 16)
+    with pytest.raises(
+        ShapeError, match=r"model \(Transformer\): expected tgt with last dimension 16"
+    ):
+        shape(src, jax.ShapeDtypeStruct((L, B, 8), jnp.float32))
+    with pytest.raises(
+        ShapeError, match=r"model \(Transformer\): expected src and tgt with the same batch size"
+    ):
+        shape(src, jax.ShapeDtypeStruct((L, B + 1, 16), jnp.float32))
+    mask = nn.Transformer.generate_square_subsequent_mask(4, jnp.bfloat16)
+    assert mask.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(mask, F.generate_square_subsequent_mask(4, jnp.bfloat16))
+
+
 def test_stack_layers_are_independent_copies():
     layer = nn.TransformerEncoderLayer(D, NH, FF)
     enc = nn.TransformerEncoder(layer, 3)
@@ -198,17 +377,20 @@ def test_dropout_is_active_only_in_training():
 
 
 def test_gradients_match_finite_differences():
-    model = nn.TransformerEncoderLayer(D, NH, FF, dropout=0.0, batch_first=True, norm_first=True)
+    """A whole nn.Transformer (pre-LN): an encoder layer, a decoder layer (self- and
+    cross-attention) and both final norms, in one check."""
+    model = nn.Transformer(D, NH, 1, 1, FF, dropout=0.0, batch_first=True, norm_first=True)
     params = _flat_to_funcnet(_random_torch_params(model))
-    x = jax.random.normal(jax.random.key(1), (2, 4, D))
+    src = jax.random.normal(jax.random.key(1), (2, 4, D))
+    tgt = jax.random.normal(jax.random.key(2), (2, 3, D))
 
-    def f(p, x):
-        # need_weights=False inside the layer: on CPU the explicit attention runs, whose
+    def f(p, src, tgt):
+        # need_weights=False inside the layers: on CPU the explicit attention runs, whose
         # logits and softmax are float64 for float64 inputs (JAX's XLA path would take them
         # in float32, and its float32 rounding would need a float32-sized bound)
-        return jnp.sum(jnp.sin(model.apply(p, {}, x)[0]))
+        return jnp.sum(jnp.sin(model.apply(p, {}, src, tgt, tgt_is_causal=True)[0]))
 
-    check_grads_float64(jax.jit(f), (params, x))
+    check_grads_float64(jax.jit(f), (params, src, tgt))
 
 
 class TinyLM(nn.Module):
