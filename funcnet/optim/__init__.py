@@ -7,6 +7,20 @@ both directions. See ``docs/optim.md``.
 """
 
 from . import schedules as schedules
+from ._adadelta import ScaleByAdadeltaState as ScaleByAdadeltaState
+from ._adadelta import adadelta as adadelta
+from ._adadelta import scale_by_adadelta as scale_by_adadelta
+from ._adam_variants import ScaleByAdamaxState as ScaleByAdamaxState
+from ._adam_variants import ScaleByNadamState as ScaleByNadamState
+from ._adam_variants import adamax as adamax
+from ._adam_variants import nadam as nadam
+from ._adam_variants import radam as radam
+from ._adam_variants import scale_by_adamax as scale_by_adamax
+from ._adam_variants import scale_by_nadam as scale_by_nadam
+from ._adam_variants import scale_by_radam as scale_by_radam
+from ._asgd import AsgdState as AsgdState
+from ._asgd import asgd as asgd
+from ._asgd import asgd_averaged_params as asgd_averaged_params
 from ._base import EmptyState as EmptyState
 from ._base import GradientTransformation as GradientTransformation
 from ._base import OptState as OptState
@@ -31,6 +45,10 @@ from ._hyperparams import current_lr as current_lr
 from ._hyperparams import get_hyperparams as get_hyperparams
 from ._hyperparams import inject_hyperparams as inject_hyperparams
 from ._hyperparams import set_hyperparams as set_hyperparams
+from ._lbfgs import Lbfgs as Lbfgs
+from ._lbfgs import LbfgsState as LbfgsState
+from ._lbfgs import lbfgs as lbfgs
+from ._masking import FrozenState as FrozenState
 from ._masking import MaskedNode as MaskedNode
 from ._masking import MaskedState as MaskedState
 from ._masking import ParamGroupsState as ParamGroupsState
@@ -45,6 +63,9 @@ from ._optimizers import adamw as adamw
 from ._optimizers import rmsprop as rmsprop
 from ._optimizers import sgd as sgd
 from ._plateau import ReduceLROnPlateau as ReduceLROnPlateau
+from ._rprop import ScaleByRpropState as ScaleByRpropState
+from ._rprop import rprop as rprop
+from ._rprop import scale_by_rprop as scale_by_rprop
 from ._transforms import ScaleByAdagradState as ScaleByAdagradState
 from ._transforms import ScaleByAdamState as ScaleByAdamState
 from ._transforms import ScaleByRmsState as ScaleByRmsState

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._base import GradientTransformation, OptState, Params, Updates, safe_increment
+from ._masking import FrozenState, ParamGroupsState
 
 _LR_NAMES = ("lr", "learning_rate")  # funcnet's name, then optax's
 
@@ -74,10 +75,18 @@ def _scheduled(spec: Any) -> bool:
 
 
 def _advance(spec: Any, stored: Any, count: jax.Array | None) -> Any:
-    """Stored values for the next step: schedules re-evaluated, constants kept as stored."""
+    """Stored values for the next step: schedules re-evaluated, constants kept as stored.
+
+    A schedule with an ``advance(value, count)`` method (`schedules.multiplicative`) goes
+    from the stored value in O(1), as PyTorch's recursive schedulers do.
+    """
     if isinstance(spec, tuple):
         return tuple(_advance(s, v, count) for s, v in zip(spec, stored))
-    return jnp.asarray(spec(count), dtype=stored.dtype) if callable(spec) else stored
+    if not callable(spec):
+        return stored
+    advance = getattr(spec, "advance", None)
+    value = spec(count) if advance is None else advance(stored, count)
+    return jnp.asarray(value, dtype=stored.dtype)
 
 
 def _is_node(x: Any) -> bool:
@@ -107,8 +116,9 @@ def _misplaced_params(args: tuple, kwargs: dict) -> str | None:
         return "params="
     if args and _is_param_tree(args[0]):
         return f"{_kind(args[0])} as the first argument"
-    if _is_param_tree(kwargs.get("lr")):
-        return f"{_kind(kwargs['lr'])} as lr"
+    for key in _LR_NAMES:
+        if _is_param_tree(kwargs.get(key)):
+            return f"{_kind(kwargs[key])} as {key}"
     return None
 
 
@@ -254,7 +264,10 @@ def current_lr(opt_state: OptState) -> jax.Array:
     """The learning rate the next update will use, read from the optimizer state.
 
     PyTorch's ``optimizer.param_groups[0]["lr"]``: with parameter groups, the first group's
-    lr (`get_hyperparams` lists them all). Works on every funcnet optimizer (unless built
+    lr (`get_hyperparams` lists them all), the group of `freeze`'s frozen parameters
+    excepted (PyTorch's optimizer does not see them). When that first group keeps no lr in
+    its state (an optax optimizer not wrapped in an inject), it is an error, not another
+    group's lr. Works on every funcnet optimizer (unless built
     with ``in_state=()``) and on optax optimizers wrapped in ``optax.inject_hyperparams``
     or `inject_hyperparams`, at any depth of the state (inside `chain`, `accumulate`, ...).
     Cheap, and usable inside ``jax.jit``; outside, it returns the stored array itself.
@@ -268,7 +281,7 @@ def current_lr(opt_state: OptState) -> jax.Array:
         ``get_last_lr()`` after ``scheduler.step()``.
 
     Raises:
-        ValueError: no learning rate lives in this state.
+        ValueError: no learning rate lives in this state, or in its first parameter group.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -281,15 +294,40 @@ def current_lr(opt_state: OptState) -> jax.Array:
         >>> float(optim.current_lr(state))
         0.0005000000237487257
     """
-    for node in _nodes(opt_state):
-        for key in _LR_NAMES:
-            if key in node.hyperparams:
-                return node.hyperparams[key]
+    lr = _first_lr(opt_state)
+    if lr is not None:
+        return lr
     raise ValueError(
         "no learning rate in this optimizer state: funcnet optimizers keep it there unless "
         "built with in_state=(); wrap other optimizers in funcnet.optim.inject_hyperparams "
         "(or optax.inject_hyperparams)."
     )
+
+
+def _is_groups(x: Any) -> bool:
+    return isinstance(x, ParamGroupsState)
+
+
+def _first_lr(opt_state: OptState) -> jax.Array | None:
+    """The first stored lr; inside `param_groups`, the first trainable group's or an error."""
+    for x in jax.tree.leaves(opt_state, is_leaf=lambda x: _is_node(x) or _is_groups(x)):
+        if _is_groups(x):
+            groups = [s for s in x.inner_states if not isinstance(s, FrozenState)]
+            if not groups:
+                continue
+            lr = _first_lr(groups[0])
+            if lr is None:
+                raise ValueError(
+                    "the first parameter group keeps no learning rate in its state (PyTorch's "
+                    "param_groups[0]['lr']); an optax optimizer keeps it there when wrapped: "
+                    "optim.inject_hyperparams(optax.adam)(learning_rate=...)."
+                )
+            return lr
+        if _is_node(x):
+            for key in _LR_NAMES:
+                if key in x.hyperparams:
+                    return x.hyperparams[key]
+    return None
 
 
 def get_hyperparams(opt_state: OptState) -> list[dict[str, Any]]:

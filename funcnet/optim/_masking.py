@@ -22,9 +22,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, TypeAlias
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from ._base import GradientTransformation, OptState, Params, Updates, set_to_zero
+from ._base import GradientTransformation, OptState, Params, Updates
 
 Selector: TypeAlias = str | Sequence[str] | Callable[[Params], Any] | Any
 """A glob pattern (or several), a pytree of booleans, or ``params -> pytree of booleans``."""
@@ -276,6 +277,30 @@ def masked(inner: GradientTransformation, mask: Selector) -> GradientTransformat
     return GradientTransformation(init, update)
 
 
+class FrozenState(NamedTuple):
+    """State of the frozen group that `freeze` makes: no leaves, only a marker.
+
+    Frozen parameters are not one of PyTorch's parameter groups, so `current_lr` passes
+    over this group to the first trainable one.
+    """
+
+
+def _frozen() -> GradientTransformation:
+    """``set_to_zero()`` whose state says the group is frozen."""
+
+    def init(params: Params) -> FrozenState:
+        del params
+        return FrozenState()
+
+    def update(
+        grads: Updates, state: FrozenState, params: Params | None = None
+    ) -> tuple[Updates, FrozenState]:
+        del params
+        return jax.tree.map(jnp.zeros_like, grads), state
+
+    return GradientTransformation(init, update)
+
+
 def freeze(opt: GradientTransformation, frozen: Selector) -> GradientTransformation:
     """Fine-tuning: zero updates for the ``frozen`` parameters, ``opt`` for the others.
 
@@ -288,7 +313,8 @@ def freeze(opt: GradientTransformation, frozen: Selector) -> GradientTransformat
         frozen: a selector (see `param_groups`), e.g. ``"backbone"``.
 
     Returns:
-        ``param_groups([(frozen, set_to_zero())], default=opt)``.
+        ``param_groups([(frozen, set_to_zero())], default=opt)``, whose frozen group keeps
+        a `FrozenState` (so `current_lr` reads ``opt``'s lr, as in PyTorch).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -299,4 +325,4 @@ def freeze(opt: GradientTransformation, frozen: Selector) -> GradientTransformat
         >>> updates["backbone"]["weight"].tolist()
         [0.0, 0.0]
     """
-    return param_groups([(frozen, set_to_zero())], default=opt)
+    return param_groups([(frozen, _frozen())], default=opt)

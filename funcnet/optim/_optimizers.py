@@ -8,6 +8,8 @@ steps without recompiling. ``in_state=()`` gives the bare chain.
 
 ``lr`` (and any hyper-parameter named in ``in_state``) may be a schedule ``count -> value``
 from `funcnet.optim.schedules`; the stored value is then the one the coming update uses.
+``learning_rate=`` is accepted for ``lr=`` (optax's name), and ``maximize=True`` negates
+the gradients first, as in PyTorch.
 
 They take hyper-parameters only: the parameters go to ``opt.init(params)``. Passing them
 first, as to ``torch.optim.Adam(model.parameters(), lr=1e-3)``, is a ``TypeError`` that
@@ -16,16 +18,15 @@ says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from jax.typing import ArrayLike
 
-from ._base import GradientTransformation, Schedule, chain, identity
-from ._hyperparams import _is_number, hyperparameters_only, with_hyperparams
+from ._base import GradientTransformation, identity
+from ._hyperparams import with_hyperparams
 from ._masking import Selector
+from ._recipe import LR, check_args, decay, recipe, resolve_lr, steps
 from ._transforms import (
-    add_weight_decay,
     is_static_zero,
     scale_by_adagrad,
     scale_by_adam,
@@ -34,47 +35,19 @@ from ._transforms import (
     trace,
 )
 
-LR = float | ArrayLike | Schedule
 
-
-def _check(name: str, in_state: Sequence[str], **values: Any) -> None:
-    """PyTorch's argument checks on the Python numbers; schedules only where they can run."""
-    for key, value in values.items():
-        leaves = value if isinstance(value, tuple) else (value,)
-        if key != "lr" and key not in in_state and any(callable(v) for v in leaves):
-            raise ValueError(
-                f"{name}: {key} is a schedule, which needs {key!r} in in_state "
-                f"(e.g. in_state=('lr', {key!r}))"
-            )
-        for v in leaves:
-            if not _is_number(v):
-                continue
-            if isinstance(value, tuple) and not 0.0 <= v < 1.0:
-                raise ValueError(f"{name}: each of {key} must be in [0, 1), got {value}")
-            if v < 0:
-                raise ValueError(f"{name}: {key} must be >= 0, got {value}")
-
-
-def _decay(weight_decay: ArrayLike, mask: Selector | None) -> GradientTransformation:
-    return identity() if is_static_zero(weight_decay) else add_weight_decay(weight_decay, mask)
-
-
-def _recipe(fn: Callable[..., GradientTransformation]) -> Callable[..., GradientTransformation]:
-    recipe = hyperparameters_only(fn)
-    recipe._funcnet_in_state = True  # type: ignore[attr-defined]
-    return recipe
-
-
-@_recipe
+@recipe
 def sgd(
-    lr: LR = 1e-3,
+    lr: LR | None = None,
     momentum: ArrayLike = 0.0,
     dampening: ArrayLike = 0.0,
-    nesterov: bool = False,
     weight_decay: ArrayLike = 0.0,
+    nesterov: bool = False,
     *,
+    maximize: bool = False,
+    learning_rate: LR | None = None,
     weight_decay_mask: Selector | None = None,
-    in_state: Sequence[str] = ("lr",),
+    in_state: Sequence[str] | None = None,
 ) -> GradientTransformation:
     """Stochastic gradient descent with momentum, PyTorch's ``torch.optim.SGD``.
 
@@ -88,15 +61,18 @@ def sgd(
     without dampening and weight decay.
 
     Args:
-        lr: learning rate, a float or a schedule.
+        lr: learning rate, a float or a schedule; ``None``: PyTorch's default, 1e-3.
         momentum: :math:`\\mu`.
         dampening: :math:`\\tau`, not applied to the first step (PyTorch).
-        nesterov: Nesterov momentum (needs momentum > 0 and dampening 0).
         weight_decay: :math:`\\lambda`, L2 penalty added to the gradient.
+        nesterov: Nesterov momentum (needs momentum > 0 and dampening 0).
+        maximize: maximise the objective instead (the gradients are negated first).
+        learning_rate: optax's name for ``lr``; giving both is a ``TypeError``.
         weight_decay_mask: which leaves to decay (a selector), e.g. `exclude_bias_and_norm`.
         in_state: hyper-parameters kept in the optimizer state (changeable between steps
             without recompiling): any of ``"lr"``, ``"momentum"``, ``"dampening"``,
             ``"weight_decay"``. A term dropped because its value is 0 is kept when named.
+            ``None``: the lr (unless it is a JAX array, which is used as given).
 
     Returns:
         The optimizer: ``chain(add_weight_decay, trace, scale_by_lr)`` in a
@@ -112,15 +88,17 @@ def sgd(
         >>> optim.apply_updates(params, updates)["w"].tolist()
         [0.949999988079071, -1.0499999523162842]
     """
-    _check(
+    lr, in_state = resolve_lr("sgd", lr, learning_rate, 1e-3, in_state)
+    check_args(
         "sgd", in_state, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay
     )
     if nesterov and (is_static_zero(momentum) or not is_static_zero(dampening)):
         raise ValueError("sgd: nesterov momentum requires a momentum > 0 and zero dampening")
 
-    def build(lr, momentum, dampening, nesterov, weight_decay, weight_decay_mask):
-        return chain(
-            _decay(weight_decay, weight_decay_mask),
+    def build(lr, momentum, dampening, weight_decay, nesterov, maximize, weight_decay_mask):
+        return steps(
+            maximize,
+            decay(weight_decay, weight_decay_mask),
             identity() if is_static_zero(momentum) else trace(momentum, dampening, nesterov),
             scale_by_lr(lr),
         )
@@ -129,8 +107,9 @@ def sgd(
         lr=lr,
         momentum=momentum,
         dampening=dampening,
-        nesterov=nesterov,
         weight_decay=weight_decay,
+        nesterov=nesterov,
+        maximize=maximize,
         weight_decay_mask=weight_decay_mask,
     )
     return with_hyperparams(build, values, in_state, "sgd")
@@ -144,17 +123,18 @@ def _adam_like(
     eps: ArrayLike,
     weight_decay: ArrayLike,
     amsgrad: bool,
+    maximize: bool,
     weight_decay_mask: Selector | None,
-    in_state: Sequence[str],
+    in_state: tuple[str, ...],
 ) -> GradientTransformation:
-    _check(name, in_state, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    check_args(name, in_state, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
 
-    def build(lr, betas, eps, weight_decay, amsgrad, weight_decay_mask):
-        decay = _decay(weight_decay, weight_decay_mask)
+    def build(lr, betas, eps, weight_decay, amsgrad, maximize, weight_decay_mask):
+        wd = decay(weight_decay, weight_decay_mask)
         adam = scale_by_adam(betas, eps, amsgrad)
         if decoupled:
-            return chain(adam, decay, scale_by_lr(lr))
-        return chain(decay, adam, scale_by_lr(lr))
+            return steps(maximize, adam, wd, scale_by_lr(lr))
+        return steps(maximize, wd, adam, scale_by_lr(lr))
 
     values = dict(
         lr=lr,
@@ -162,21 +142,24 @@ def _adam_like(
         eps=eps,
         weight_decay=weight_decay,
         amsgrad=amsgrad,
+        maximize=maximize,
         weight_decay_mask=weight_decay_mask,
     )
     return with_hyperparams(build, values, in_state, name)
 
 
-@_recipe
+@recipe
 def adam(
-    lr: LR = 1e-3,
+    lr: LR | None = None,
     betas: tuple[ArrayLike, ArrayLike] = (0.9, 0.999),
     eps: ArrayLike = 1e-8,
     weight_decay: ArrayLike = 0.0,
     amsgrad: bool = False,
     *,
+    maximize: bool = False,
+    learning_rate: LR | None = None,
     weight_decay_mask: Selector | None = None,
-    in_state: Sequence[str] = ("lr",),
+    in_state: Sequence[str] | None = None,
 ) -> GradientTransformation:
     """Adam, PyTorch's ``torch.optim.Adam`` (weight decay as L2 added to the gradient).
 
@@ -194,14 +177,16 @@ def adam(
     the maximum of the bias-corrected :math:`v_t`). For decoupled decay use `adamw`.
 
     Args:
-        lr: learning rate, a float or a schedule.
+        lr: learning rate, a float or a schedule; ``None``: PyTorch's default, 1e-3.
         betas: :math:`(\\beta_1, \\beta_2)`.
         eps: :math:`\\epsilon`, outside the square root as in PyTorch and optax.
         weight_decay: :math:`\\lambda`, L2 penalty added to the gradient.
         amsgrad: AMSGrad variant.
+        maximize: maximise the objective instead (the gradients are negated first).
+        learning_rate: optax's name for ``lr``; giving both is a ``TypeError``.
         weight_decay_mask: which leaves to decay (a selector), e.g. `exclude_bias_and_norm`.
         in_state: hyper-parameters kept in the optimizer state: any of ``"lr"``,
-            ``"betas"``, ``"eps"``, ``"weight_decay"``.
+            ``"betas"``, ``"eps"``, ``"weight_decay"``; ``None``: the lr (see `sgd`).
 
     Returns:
         The optimizer: ``chain(add_weight_decay, scale_by_adam, scale_by_lr)``.
@@ -216,21 +201,24 @@ def adam(
         >>> updates, state = opt.update(grads, state, params)
         >>> params = optim.apply_updates(params, updates)   # each weight moves by +lr
     """
+    lr, in_state = resolve_lr("adam", lr, learning_rate, 1e-3, in_state)
     return _adam_like(
-        "adam", False, lr, betas, eps, weight_decay, amsgrad, weight_decay_mask, in_state
+        "adam", False, lr, betas, eps, weight_decay, amsgrad, maximize, weight_decay_mask, in_state
     )
 
 
-@_recipe
+@recipe
 def adamw(
-    lr: LR = 1e-3,
+    lr: LR | None = None,
     betas: tuple[ArrayLike, ArrayLike] = (0.9, 0.999),
     eps: ArrayLike = 1e-8,
     weight_decay: ArrayLike = 1e-2,
     amsgrad: bool = False,
     *,
+    maximize: bool = False,
+    learning_rate: LR | None = None,
     weight_decay_mask: Selector | None = None,
-    in_state: Sequence[str] = ("lr",),
+    in_state: Sequence[str] | None = None,
 ) -> GradientTransformation:
     """AdamW, PyTorch's ``torch.optim.AdamW`` (decoupled weight decay).
 
@@ -242,27 +230,35 @@ def adamw(
     weight decay is 1e-4, PyTorch's and funcnet's 1e-2) without AMSGrad.
 
     Args:
-        lr: learning rate, a float or a schedule.
+        lr: learning rate, a float or a schedule; ``None``: PyTorch's default, 1e-3.
         betas: :math:`(\\beta_1, \\beta_2)`.
         eps: :math:`\\epsilon`.
         weight_decay: :math:`\\lambda`, decoupled (multiplied by the lr, as in PyTorch).
         amsgrad: AMSGrad variant (PyTorch's).
+        maximize: maximise the objective instead (the gradients are negated first).
+        learning_rate: optax's name for ``lr``; giving both is a ``TypeError``.
         weight_decay_mask: which leaves to decay (a selector); `exclude_bias_and_norm`
             is the usual "no decay on biases and norm weights".
         in_state: hyper-parameters kept in the optimizer state: any of ``"lr"``,
-            ``"betas"``, ``"eps"``, ``"weight_decay"``.
+            ``"betas"``, ``"eps"``, ``"weight_decay"``; ``None``: the lr (see `sgd`).
 
     Returns:
         The optimizer: ``chain(scale_by_adam, add_weight_decay, scale_by_lr)``.
+
+    Examples:
+        >>> import optax
+        >>> from funcnet import optim
+        >>> opt = optax.inject_hyperparams(optim.adamw)(learning_rate=1e-3)  # optax's wrapper
     """
+    lr, in_state = resolve_lr("adamw", lr, learning_rate, 1e-3, in_state)
     return _adam_like(
-        "adamw", True, lr, betas, eps, weight_decay, amsgrad, weight_decay_mask, in_state
+        "adamw", True, lr, betas, eps, weight_decay, amsgrad, maximize, weight_decay_mask, in_state
     )
 
 
-@_recipe
+@recipe
 def rmsprop(
-    lr: LR = 1e-2,
+    lr: LR | None = None,
     alpha: ArrayLike = 0.99,
     eps: ArrayLike = 1e-8,
     weight_decay: ArrayLike = 0.0,
@@ -270,8 +266,10 @@ def rmsprop(
     centered: bool = False,
     *,
     eps_in_sqrt: bool = False,
+    maximize: bool = False,
+    learning_rate: LR | None = None,
     weight_decay_mask: Selector | None = None,
-    in_state: Sequence[str] = ("lr",),
+    in_state: Sequence[str] | None = None,
 ) -> GradientTransformation:
     """RMSprop, PyTorch's ``torch.optim.RMSprop``.
 
@@ -289,21 +287,24 @@ def rmsprop(
     momentum buffer (the same for a constant lr).
 
     Args:
-        lr: learning rate, a float or a schedule.
+        lr: learning rate, a float or a schedule; ``None``: PyTorch's default, 1e-2.
         alpha: smoothing constant :math:`\\alpha`.
         eps: :math:`\\epsilon`, outside the square root (PyTorch).
         weight_decay: :math:`\\lambda`, L2 penalty added to the gradient.
         momentum: :math:`\\mu`.
         centered: normalise by the estimated variance of the gradient.
         eps_in_sqrt: optax's placement of :math:`\\epsilon` (inside the square root).
+        maximize: maximise the objective instead (the gradients are negated first).
+        learning_rate: optax's name for ``lr``; giving both is a ``TypeError``.
         weight_decay_mask: which leaves to decay (a selector).
         in_state: hyper-parameters kept in the optimizer state: any of ``"lr"``,
-            ``"alpha"``, ``"eps"``, ``"weight_decay"``, ``"momentum"``.
+            ``"alpha"``, ``"eps"``, ``"weight_decay"``, ``"momentum"``; ``None``: the lr.
 
     Returns:
         The optimizer: ``chain(add_weight_decay, scale_by_rms, trace, scale_by_lr)``.
     """
-    _check(
+    lr, in_state = resolve_lr("rmsprop", lr, learning_rate, 1e-2, in_state)
+    check_args(
         "rmsprop",
         in_state,
         lr=lr,
@@ -313,9 +314,10 @@ def rmsprop(
         momentum=momentum,
     )
 
-    def build(lr, alpha, eps, weight_decay, momentum, centered, eps_in_sqrt, weight_decay_mask):
-        return chain(
-            _decay(weight_decay, weight_decay_mask),
+    def build(lr, alpha, eps, weight_decay, momentum, centered, eps_in_sqrt, maximize, mask):
+        return steps(
+            maximize,
+            decay(weight_decay, mask),
             scale_by_rms(alpha, eps, centered, eps_in_sqrt),
             identity() if is_static_zero(momentum) else trace(momentum),
             scale_by_lr(lr),
@@ -329,22 +331,25 @@ def rmsprop(
         momentum=momentum,
         centered=centered,
         eps_in_sqrt=eps_in_sqrt,
-        weight_decay_mask=weight_decay_mask,
+        maximize=maximize,
+        mask=weight_decay_mask,
     )
     return with_hyperparams(build, values, in_state, "rmsprop")
 
 
-@_recipe
+@recipe
 def adagrad(
-    lr: LR = 1e-2,
+    lr: LR | None = None,
     lr_decay: ArrayLike = 0.0,
     weight_decay: ArrayLike = 0.0,
     initial_accumulator_value: ArrayLike = 0.0,
     eps: ArrayLike = 1e-10,
     *,
     eps_in_sqrt: bool = False,
+    maximize: bool = False,
+    learning_rate: LR | None = None,
     weight_decay_mask: Selector | None = None,
-    in_state: Sequence[str] = ("lr",),
+    in_state: Sequence[str] | None = None,
 ) -> GradientTransformation:
     """Adagrad, PyTorch's ``torch.optim.Adagrad``.
 
@@ -360,20 +365,23 @@ def adagrad(
     eps_in_sqrt=True)`` is ``optax.adagrad(lr)``.
 
     Args:
-        lr: learning rate, a float or a schedule.
+        lr: learning rate, a float or a schedule; ``None``: PyTorch's default, 1e-2.
         lr_decay: decay of the step size with the step count.
         weight_decay: :math:`\\lambda`, L2 penalty added to the gradient.
         initial_accumulator_value: :math:`s_0`.
         eps: :math:`\\epsilon`.
         eps_in_sqrt: optax's placement of :math:`\\epsilon` (inside the square root).
+        maximize: maximise the objective instead (the gradients are negated first).
+        learning_rate: optax's name for ``lr``; giving both is a ``TypeError``.
         weight_decay_mask: which leaves to decay (a selector).
         in_state: hyper-parameters kept in the optimizer state: any of ``"lr"``,
-            ``"lr_decay"``, ``"weight_decay"``, ``"eps"``.
+            ``"lr_decay"``, ``"weight_decay"``, ``"eps"``; ``None``: the lr.
 
     Returns:
         The optimizer: ``chain(add_weight_decay, scale_by_adagrad, scale_by_lr)``.
     """
-    _check(
+    lr, in_state = resolve_lr("adagrad", lr, learning_rate, 1e-2, in_state)
+    check_args(
         "adagrad",
         in_state,
         lr=lr,
@@ -385,12 +393,11 @@ def adagrad(
     if "initial_accumulator_value" in in_state:
         raise ValueError("adagrad: initial_accumulator_value only matters at init; keep it static")
 
-    def build(
-        lr, lr_decay, weight_decay, initial_accumulator_value, eps, eps_in_sqrt, weight_decay_mask
-    ):
-        return chain(
-            _decay(weight_decay, weight_decay_mask),
-            scale_by_adagrad(lr_decay, initial_accumulator_value, eps, eps_in_sqrt),
+    def build(lr, lr_decay, weight_decay, initial, eps, eps_in_sqrt, maximize, mask):
+        return steps(
+            maximize,
+            decay(weight_decay, mask),
+            scale_by_adagrad(lr_decay, initial, eps, eps_in_sqrt),
             scale_by_lr(lr),
         )
 
@@ -398,9 +405,10 @@ def adagrad(
         lr=lr,
         lr_decay=lr_decay,
         weight_decay=weight_decay,
-        initial_accumulator_value=initial_accumulator_value,
+        initial=initial_accumulator_value,
         eps=eps,
         eps_in_sqrt=eps_in_sqrt,
-        weight_decay_mask=weight_decay_mask,
+        maximize=maximize,
+        mask=weight_decay_mask,
     )
     return with_hyperparams(build, values, in_state, "adagrad")

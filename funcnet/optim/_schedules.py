@@ -13,7 +13,7 @@ and return the default float dtype (float32, or float64 under x64).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +30,22 @@ def _as_schedule(lr: float | Schedule) -> Schedule:
     return lr if callable(lr) else constant(lr)
 
 
+def _chainable(lr: float, factor: Callable[[ArrayLike], jax.Array]) -> Schedule:
+    """``count -> lr * factor(count)``, marked so that `chained` can multiply the factors.
+
+    PyTorch's ``ChainedScheduler`` steps each scheduler on the lr the previous ones left;
+    for the schedulers that scale the lr (rather than set it) that is the product of their
+    factors, which is what `chained` computes from ``base_lr`` and ``factor``.
+    """
+
+    def schedule(count: ArrayLike) -> jax.Array:
+        return lr * factor(count)
+
+    schedule.base_lr = lr  # type: ignore[attr-defined]
+    schedule.factor = factor  # type: ignore[attr-defined]
+    return schedule
+
+
 def constant(lr: float, factor: float = 1.0, total_iters: int = 0) -> Schedule:
     """PyTorch's ``ConstantLR``: ``lr * factor`` for ``total_iters`` steps, then ``lr``.
 
@@ -37,11 +53,11 @@ def constant(lr: float, factor: float = 1.0, total_iters: int = 0) -> Schedule:
     ``total_iters=5``; here ``constant(lr)`` means what it says).
     """
 
-    def schedule(count: ArrayLike) -> jax.Array:
+    def scale(count: ArrayLike) -> jax.Array:
         t = _t(count)
-        return jnp.where(t < total_iters, lr * factor, lr).astype(t.dtype)
+        return jnp.where(t < total_iters, factor, 1.0).astype(t.dtype)
 
-    return schedule
+    return _chainable(lr, scale)
 
 
 def linear(
@@ -55,11 +71,11 @@ def linear(
     if total_iters <= 0:
         raise ValueError(f"linear: total_iters must be > 0, got {total_iters}")
 
-    def schedule(count: ArrayLike) -> jax.Array:
+    def scale(count: ArrayLike) -> jax.Array:
         t = jnp.minimum(_t(count), total_iters)
-        return lr * (start_factor + (end_factor - start_factor) * t / total_iters)
+        return start_factor + (end_factor - start_factor) * t / total_iters
 
-    return schedule
+    return _chainable(lr, scale)
 
 
 def step(lr: float, step_size: int, gamma: float = 0.1) -> Schedule:
@@ -67,10 +83,10 @@ def step(lr: float, step_size: int, gamma: float = 0.1) -> Schedule:
     if step_size <= 0:
         raise ValueError(f"step: step_size must be > 0, got {step_size}")
 
-    def schedule(count: ArrayLike) -> jax.Array:
-        return lr * gamma ** _t(jnp.floor_divide(jnp.asarray(count), step_size))
+    def scale(count: ArrayLike) -> jax.Array:
+        return gamma ** _t(jnp.floor_divide(jnp.asarray(count), step_size))
 
-    return schedule
+    return _chainable(lr, scale)
 
 
 def multistep(lr: float, milestones: Sequence[int], gamma: float = 0.1) -> Schedule:
@@ -82,21 +98,18 @@ def multistep(lr: float, milestones: Sequence[int], gamma: float = 0.1) -> Sched
     """
     milestones = sorted(int(m) for m in milestones)
 
-    def schedule(count: ArrayLike) -> jax.Array:
+    def scale(count: ArrayLike) -> jax.Array:
         t = _t(count)
         passed = sum((t >= m).astype(t.dtype) for m in milestones) + jnp.zeros_like(t)
-        return lr * gamma**passed
+        return gamma**passed
 
-    return schedule
+    return _chainable(lr, scale)
 
 
 def exponential(lr: float, gamma: float) -> Schedule:
     """PyTorch's ``ExponentialLR``: :math:`\\mathrm{lr}\\,\\gamma^t`."""
 
-    def schedule(count: ArrayLike) -> jax.Array:
-        return lr * gamma ** _t(count)
-
-    return schedule
+    return _chainable(lr, lambda count: gamma ** _t(count))
 
 
 def cosine_annealing(lr: float, T_max: int, eta_min: float = 0.0) -> Schedule:
@@ -166,12 +179,13 @@ def polynomial(
     if total_iters <= 0:
         raise ValueError(f"polynomial: total_iters must be > 0, got {total_iters}")
 
-    def schedule(count: ArrayLike) -> jax.Array:
+    def scale(count: ArrayLike) -> jax.Array:
         # max(., 0): XLA turns the division into a multiplication, 1 - 20 * (1/20) < 0.
-        frac = jnp.maximum(1 - jnp.minimum(_t(count), total_iters) / total_iters, 0.0)
-        return (lr - end_lr) * frac**power + end_lr
+        return jnp.maximum(1 - jnp.minimum(_t(count), total_iters) / total_iters, 0.0) ** power
 
-    return schedule
+    if end_lr == 0:
+        return _chainable(lr, scale)
+    return lambda count: (lr - end_lr) * scale(count) + end_lr
 
 
 def _one_cycle_phases(
@@ -325,3 +339,105 @@ def per_epoch(schedule: Schedule, steps_per_epoch: int) -> Schedule:
     if steps_per_epoch <= 0:
         raise ValueError(f"per_epoch: steps_per_epoch must be > 0, got {steps_per_epoch}")
     return lambda count: schedule(jnp.asarray(count) // steps_per_epoch)
+
+
+def lambda_lr(lr: float, lr_lambda: Callable[[jax.Array], ArrayLike]) -> Schedule:
+    """PyTorch's ``LambdaLR``: :math:`\\mathrm{lr} \\cdot \\lambda(t)`.
+
+    Args:
+        lr: the base lr (PyTorch's ``base_lrs``, the optimizer's initial lr).
+        lr_lambda: the factor as a function of the step count, which it receives as an
+            int32 array (traced inside ``jax.jit``): write it with ``jnp`` (``jnp.where``
+            instead of ``if``). ``lambda t: 0.95**t`` works as it is.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from funcnet.optim import schedules
+        >>> lr = schedules.lambda_lr(0.1, lambda t: jnp.minimum(1.0, (t + 1) / 4))  # warmup
+        >>> [round(float(lr(t)), 4) for t in range(5)]
+        [0.025, 0.05, 0.075, 0.1, 0.1]
+    """
+
+    def schedule(count: ArrayLike) -> jax.Array:
+        return lr * jnp.asarray(lr_lambda(jnp.asarray(count)), jnp.result_type(float))
+
+    return schedule
+
+
+def multiplicative(lr: float, lr_lambda: Callable[[jax.Array], ArrayLike]) -> Schedule:
+    """PyTorch's ``MultiplicativeLR``: each step multiplies the lr by :math:`\\lambda(t)`.
+
+    .. math:: \\mathrm{lr}_t = \\mathrm{lr} \\prod_{k=1}^{t} \\lambda(k)
+
+    As an optimizer's lr (kept in its state, the default), each update multiplies the
+    stored lr by :math:`\\lambda(t)`, as PyTorch does: one call of ``lr_lambda`` per step,
+    and a lr changed with `set_hyperparams` goes on from its new value (as PyTorch's
+    ``param_groups`` do). Called directly, ``schedule(t)`` loops over the ``t`` factors.
+
+    Args:
+        lr: the initial lr.
+        lr_lambda: the factor of step ``k`` (an int32 array, traced inside ``jax.jit``:
+            write it with ``jnp``).
+    """
+
+    def factor(k: jax.Array) -> jax.Array:
+        return jnp.asarray(lr_lambda(k), jnp.result_type(float))
+
+    def product(count: jax.Array) -> jax.Array:
+        def body(k: jax.Array, acc: jax.Array) -> jax.Array:
+            return acc * factor(k)
+
+        return jax.lax.fori_loop(1, count + 1, body, jnp.ones((), jnp.result_type(float)))
+
+    schedule = _chainable(lr, jnp.vectorize(lambda count: product(jnp.asarray(count, jnp.int32))))
+    schedule.advance = lambda value, count: value * factor(count)  # type: ignore[attr-defined]
+    return schedule
+
+
+def chained(schedules: Sequence[Schedule]) -> Schedule:
+    """PyTorch's ``ChainedScheduler``: the product of the schedules' factors.
+
+    PyTorch steps every scheduler on the lr the previous one left. For the schedules that
+    scale the lr (`constant`, `linear`, `step`, `multistep`, `exponential`, `polynomial`
+    without ``end_lr``, `multiplicative`, and `chained` itself), that is
+    :math:`\\mathrm{lr} \\prod_i f_i(t)` with :math:`f_i` = ``schedule_i(t) / lr``.
+
+    Args:
+        schedules: one or more of those schedules, all built with the same lr (PyTorch's
+            schedulers all wrap the same optimizer).
+
+    Raises:
+        ValueError: no schedule, a schedule that sets the lr rather than scaling it
+            (`cosine_annealing`, `one_cycle`, `cyclic`, `lambda_lr`, ...: PyTorch chains
+            these in ways that depend on their order), or different base lrs.
+
+    Examples:
+        >>> from funcnet.optim import schedules
+        >>> lr = schedules.chained(
+        ...     [schedules.constant(1.0, factor=0.1, total_iters=2), schedules.exponential(1.0, 0.9)]
+        ... )
+        >>> [round(float(lr(t)), 4) for t in range(4)]
+        [0.1, 0.09, 0.81, 0.729]
+    """
+    schedules = list(schedules)
+    if not schedules:
+        raise ValueError("chained: needs at least one schedule")
+    for i, schedule in enumerate(schedules):
+        if not hasattr(schedule, "factor"):
+            raise ValueError(
+                f"chained: schedules[{i}] does not scale the lr (only constant, linear, step, "
+                "multistep, exponential, polynomial without end_lr, multiplicative and "
+                "chained schedules chain as PyTorch's ChainedScheduler multiplies them)"
+            )
+    bases = [schedule.base_lr for schedule in schedules]
+    if any(base != bases[0] for base in bases):
+        raise ValueError(f"chained: the schedules must start from the same lr, got {bases}")
+    factors = [schedule.factor for schedule in schedules]
+
+    def factor(count: ArrayLike) -> jax.Array:
+        out = factors[0](count)
+        for f in factors[1:]:
+            out = out * f(count)
+        return out
+
+    return _chainable(bases[0], factor)

@@ -50,19 +50,19 @@ def numpy_grads(weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.nd
 def jax_trajectory(opt: optim.GradientTransformation, steps: int = STEPS) -> np.ndarray:
     """Run ``opt`` for ``steps`` steps in float64 (one jitted scan): weights then bias, flat."""
     with jax.enable_x64(True):
-        params = init_params()
+        return np.asarray(jax.jit(lambda p: scan_trajectory(opt, p, steps))(init_params()))
 
-        @jax.jit
-        def run(params):
-            def body(carry, _):
-                p, s = carry
-                u, s = opt.update(jax.grad(loss)(p), s, p)
-                p = optim.apply_updates(p, u)
-                return (p, s), flat(p)
 
-            return jax.lax.scan(body, (params, opt.init(params)), length=steps)[1]
+def scan_trajectory(opt: optim.GradientTransformation, params: dict, steps: int) -> jax.Array:
+    """``steps`` updates of ``opt`` from ``params`` in a scan (traceable): ``(steps, 18)``."""
 
-        return np.asarray(run(params))
+    def body(carry, _):
+        p, s = carry
+        u, s = opt.update(jax.grad(loss)(p), s, p)
+        p = optim.apply_updates(p, u)
+        return (p, s), flat(p)
+
+    return jax.lax.scan(body, (params, opt.init(params)), length=steps)[1]
 
 
 def flat(params: dict) -> jax.Array:

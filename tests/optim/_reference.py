@@ -67,3 +67,79 @@ def np_adagrad(p, g, st, t, lr, lr_decay=0.0, weight_decay=0.0, initial_accumula
     st["sum"] = st.get("sum", initial_accumulator_value) + g * g
     std = np.sqrt(st["sum"] + eps) if eps_in_sqrt else np.sqrt(st["sum"]) + eps
     return p - clr * g / std
+
+
+def np_adamax(p, g, st, t, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    b1, b2 = betas
+    if weight_decay:
+        g = g + weight_decay * p
+    st["m"] = b1 * st.get("m", 0.0) + (1 - b1) * g
+    st["u"] = np.maximum(b2 * st.get("u", 0.0), np.abs(g) + eps)
+    return p - lr / (1 - b1**t) * st["m"] / st["u"]
+
+
+def np_nadam(p, g, st, t, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+             momentum_decay=4e-3, decoupled_weight_decay=False):  # fmt: skip
+    b1, b2 = betas
+    if decoupled_weight_decay:
+        p = p * (1 - lr * weight_decay)
+    elif weight_decay:
+        g = g + weight_decay * p
+    mu = b1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
+    mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
+    st["mu_product"] = st.get("mu_product", 1.0) * mu
+    st["m"] = b1 * st.get("m", 0.0) + (1 - b1) * g
+    st["v"] = b2 * st.get("v", 0.0) + (1 - b2) * g * g
+    denom = np.sqrt(st["v"] / (1 - b2**t)) + eps
+    p = p - lr * (1 - mu) / (1 - st["mu_product"]) * g / denom
+    return p - lr * mu_next / (1 - st["mu_product"] * mu_next) * st["m"] / denom
+
+
+def np_radam(p, g, st, t, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+             decoupled_weight_decay=False):  # fmt: skip
+    b1, b2 = betas
+    if decoupled_weight_decay:
+        p = p * (1 - lr * weight_decay)
+    elif weight_decay:
+        g = g + weight_decay * p
+    st["m"] = b1 * st.get("m", 0.0) + (1 - b1) * g
+    st["v"] = b2 * st.get("v", 0.0) + (1 - b2) * g * g
+    m_hat = st["m"] / (1 - b1**t)
+    rho_inf = 2 / (1 - b2) - 1
+    rho = rho_inf - 2 * t * b2**t / (1 - b2**t)
+    if rho <= 5:
+        return p - lr * m_hat
+    rect = math.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
+    return p - lr * m_hat * rect * math.sqrt(1 - b2**t) / (np.sqrt(st["v"]) + eps)
+
+
+def np_adadelta(p, g, st, t, lr, rho=0.9, eps=1e-6, weight_decay=0.0):
+    if weight_decay:
+        g = g + weight_decay * p
+    st["v"] = rho * st.get("v", 0.0) + (1 - rho) * g * g
+    delta = np.sqrt(st.get("u", 0.0) + eps) / np.sqrt(st["v"] + eps) * g
+    st["u"] = rho * st.get("u", 0.0) + (1 - rho) * delta * delta
+    return p - lr * delta
+
+
+def np_rprop(p, g, st, t, lr, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0)):
+    prev = st.get("prev", np.zeros_like(p))
+    size = st.get("size", np.full_like(p, lr))
+    sign = np.sign(g * prev)
+    size = np.clip(size * np.where(sign > 0, etas[1], np.where(sign < 0, etas[0], 1.0)),
+                   *step_sizes)  # fmt: skip
+    g = np.where(sign < 0, 0.0, g)
+    st["prev"], st["size"] = g, size
+    return p - np.sign(g) * size
+
+
+def np_asgd(p, g, st, t, lr, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0.0):
+    """ASGD; the average is kept in ``st["ax"]``."""
+    if weight_decay:
+        g = g + weight_decay * p
+    eta, mu = st.get("eta", lr), st.get("mu", 1.0)
+    p = p * (1 - lambd * eta) - eta * g
+    st["ax"] = p.copy() if mu == 1 else st["ax"] + (p - st["ax"]) * mu
+    st["eta"] = lr / (1 + lambd * lr * t) ** alpha
+    st["mu"] = 1 / max(1, t - t0)
+    return p

@@ -15,13 +15,20 @@ import pytest
 import funcnet.optim as optim
 
 MODULES = [
+    "_adadelta",
+    "_adam_variants",
+    "_asgd",
     "_base",
+    "_cyclic",
     "_ema",
     "_guards",
     "_hyperparams",
+    "_lbfgs",
     "_masking",
     "_optimizers",
     "_plateau",
+    "_recipe",
+    "_rprop",
     "_schedules",
     "_transforms",
     "_wrappers",
@@ -48,7 +55,11 @@ def test_every_public_name_is_documented():
                  "param_groups", "freeze", "accumulate", "skip_nonfinite", "ReduceLROnPlateau",
                  "clip_grad_norm", "exclude_bias_and_norm", "inject_hyperparams", "all_finite",
                  "finite_or_zero", "zero_nonfinite", "update_if_finite", "with_ema",
-                 "ema_params"):  # fmt: skip
+                 "ema_params", "adamax", "nadam", "radam", "adadelta", "rprop", "asgd",
+                 "asgd_averaged_params", "lbfgs", "cyclic", "cyclic_momentum", "lambda_lr",
+                 "multiplicative", "chained", "maximize", "learning_rate",
+                 "scale_by_adamax", "scale_by_nadam", "scale_by_radam", "scale_by_adadelta",
+                 "scale_by_rprop"):  # fmt: skip
         assert f"`{name}" in text or f"{name}(" in text, name
 
 
@@ -65,3 +76,4 @@ def test_markdown_code_runs():
     assert "3 0.001\n4 0.0005\n" in printed  # ReduceLROnPlateau halved the lr after 3 flat epochs
     assert "sgd: funcnet optimizers take hyper-parameters only" in printed
     assert "{'fc1': {'bias': (3,), 'weight': (4, 3)}}" in printed  # the EMA of the parameters
+    assert "lbfgs 13.0 [1.0, 1.0]" in printed  # one L-BFGS step solves the quadratic

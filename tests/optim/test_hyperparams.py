@@ -154,7 +154,9 @@ def test_inject_hyperparams_for_optax_and_custom_factories():
 def test_inject_hyperparams_refuses_to_nest():
     with pytest.raises(ValueError, match=r"write adam\(\.\.\., in_state=\('lr', \.\.\.\)\)"):
         optim.inject_hyperparams(optim.adam)
-    nested = optim.inject_hyperparams(lambda lr: optim.adam(lr))(1e-3)
+    # A JAX array lr (what an injector passes) is used as given, not stored a second time;
+    # a factory that still stores one nests two stores, which is refused.
+    nested = optim.inject_hyperparams(lambda lr: optim.adam(lr, in_state=("lr",)))(1e-3)
     with pytest.raises(ValueError, match="already keeps hyper-parameters in its state"):
         nested.init(PARAMS)
 

@@ -320,7 +320,9 @@ HABITS = {
 
 
 def test_lr_first_factories_are_the_optimizers_and_scale_by_lr():
-    assert LR_FIRST == ["adagrad", "adam", "adamw", "rmsprop", "scale_by_lr", "sgd"]
+    assert LR_FIRST == ["adadelta", "adagrad", "adam", "adamax", "adamw", "asgd", "lbfgs",
+                        "nadam", "radam", "rmsprop", "rprop", "scale_by_lr", "scale_by_rprop",
+                        "sgd"]  # fmt: skip
     for name in LR_FIRST:
         factory = getattr(optim, name)
         assert factory.__name__ == name and factory.__doc__.startswith(factory.__wrapped__.__doc__)
@@ -350,13 +352,20 @@ def test_torch_model_parameters_say_where_they_go():
         optim.sgd(model.weight)
 
 
+# lbfgs steps with a loss function (tested in test_lbfgs.py); Rprop's lr is only its
+# initial step size, so a schedule is refused there.
+TRANSFORMS = [n for n in LR_FIRST if n != "lbfgs"]
+
+
 @pytest.mark.parametrize(
     "lr",
     [0.5, np.float32(0.5), jnp.array(0.5), schedules.step(0.5, step_size=10)],
     ids=["float", "numpy-scalar", "jax-scalar", "schedule"],
 )
-@pytest.mark.parametrize("name", LR_FIRST)
+@pytest.mark.parametrize("name", TRANSFORMS)
 def test_lr_still_goes_first(name, lr):
+    if callable(lr) and "rprop" in name:
+        pytest.skip("Rprop's lr is its initial step size, not a schedule")
     params = {"w": jnp.array([1.0, -2.0])}
     grads = {"w": jnp.array([0.25, 0.5])}
     positional, keyword = getattr(optim, name)(lr), getattr(optim, name)(lr=lr)

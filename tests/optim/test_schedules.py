@@ -317,3 +317,192 @@ def test_reduce_lr_on_plateau_groups_state_dict_and_errors():
         optim.ReduceLROnPlateau().step(1.0, optim.adam(1e-3, in_state=()).init(params))
     with pytest.raises(ValueError, match="factor must be < 1"):
         optim.ReduceLROnPlateau(factor=1.0)
+
+
+# --- CyclicLR, LambdaLR, MultiplicativeLR, ChainedScheduler, over a few hundred steps ---------
+
+LONG = 300
+
+
+def np_cyclic(t, base, top, up, down, scale=lambda c, t: 1.0):
+    """PyTorch's CyclicLR.get_lr for one step, in Python floats."""
+    total = up + down
+    cycle = math.floor(1 + t / total)
+    x = 1.0 + t / total - cycle
+    factor = x / (up / total) if x <= up / total else (x - 1) / (up / total - 1)
+    return base + (top - base) * factor * scale(cycle, t)
+
+
+def _np_multiplicative(fn):
+    out, lr = [], 0.1
+    for t in range(LONG):
+        lr = lr if t == 0 else lr * fn(t)
+        out.append(lr)
+    return np.array(out)
+
+
+def _torch_chained(*makers):
+    def make(opt):
+        import torch
+
+        return torch.optim.lr_scheduler.ChainedScheduler([m(opt) for m in makers])
+
+    return make
+
+
+EVERY_TENTH = lambda t: jnp.where(t % 10 == 0, 0.5, 1.0)
+LONG_CASES = [
+    (
+        "cyclic",
+        schedules.cyclic(0.01, 0.1, step_size_up=20, step_size_down=30),
+        lambda t: np_cyclic(t, 0.01, 0.1, 20, 30),
+        _sched("CyclicLR", base_lr=0.01, max_lr=0.1, step_size_up=20, step_size_down=30),
+    ),
+    (
+        "cyclic_triangular2",
+        schedules.cyclic(0.01, 0.1, step_size_up=15, mode="triangular2"),
+        lambda t: np_cyclic(t, 0.01, 0.1, 15, 15, lambda c, t: 1 / 2.0 ** (c - 1)),
+        _sched("CyclicLR", base_lr=0.01, max_lr=0.1, step_size_up=15, mode="triangular2"),
+    ),
+    (
+        "cyclic_exp_range",
+        schedules.cyclic(0.01, 0.1, step_size_up=10, mode="exp_range", gamma=0.99),
+        lambda t: np_cyclic(t, 0.01, 0.1, 10, 10, lambda c, t: 0.99**t),
+        _sched("CyclicLR", base_lr=0.01, max_lr=0.1, step_size_up=10, mode="exp_range", gamma=0.99),
+    ),
+    (
+        "cyclic_scale_fn_iterations",
+        schedules.cyclic(
+            0.01, 0.1, 7, 13, scale_fn=lambda x: 1 / (1 + 0.01 * x), scale_mode="iterations"
+        ),
+        lambda t: np_cyclic(t, 0.01, 0.1, 7, 13, lambda c, t: 1 / (1 + 0.01 * t)),
+        _sched(
+            "CyclicLR",
+            base_lr=0.01,
+            max_lr=0.1,
+            step_size_up=7,
+            step_size_down=13,
+            scale_fn=lambda x: 1 / (1 + 0.01 * x),
+            scale_mode="iterations",
+        ),
+    ),
+    (
+        "lambda_lr",
+        schedules.lambda_lr(0.1, lambda t: jnp.minimum(1.0, (t + 1) / 25) * 0.99**t),
+        lambda t: 0.1 * min(1.0, (t + 1) / 25) * 0.99**t,
+        _sched("LambdaLR", lr_lambda=lambda t: min(1.0, (t + 1) / 25) * 0.99**t),
+    ),
+    (
+        "multiplicative",
+        schedules.multiplicative(0.1, EVERY_TENTH),
+        _np_multiplicative(lambda t: 0.5 if t % 10 == 0 else 1.0),
+        _sched("MultiplicativeLR", lr_lambda=lambda t: 0.5 if t % 10 == 0 else 1.0),
+    ),
+    (
+        "chained",
+        schedules.chained(
+            [
+                schedules.constant(0.1, 0.5, 30),
+                schedules.exponential(0.1, 0.99),
+                schedules.multiplicative(0.1, lambda t: 0.999),
+            ]
+        ),
+        lambda t: 0.1 * (0.5 if t < 30 else 1.0) * 0.99**t * 0.999**t,
+        _torch_chained(
+            _sched("ConstantLR", factor=0.5, total_iters=30),
+            _sched("ExponentialLR", gamma=0.99),
+            _sched("MultiplicativeLR", lr_lambda=lambda t: 0.999),
+        ),
+    ),
+    (
+        "chained_linear_step_polynomial",
+        schedules.chained(
+            [
+                schedules.linear(0.1, 0.2, 1.0, 40),
+                schedules.step(0.1, 50, 0.5),
+                schedules.polynomial(0.1, total_iters=250, power=2.0),
+            ]
+        ),
+        lambda t: (
+            0.1 * (0.2 + 0.8 * min(t, 40) / 40) * 0.5 ** (t // 50) * (1 - min(t, 250) / 250) ** 2
+        ),
+        _torch_chained(
+            _sched("LinearLR", start_factor=0.2, end_factor=1.0, total_iters=40),
+            _sched("StepLR", step_size=50, gamma=0.5),
+            _sched("PolynomialLR", total_iters=250, power=2.0),
+        ),
+    ),
+]
+
+
+def test_long_schedules_match_numpy_in_float64():
+    with jax.enable_x64(True):
+        values = jax.jit(lambda t: [fn(t) for _, fn, _, _ in LONG_CASES])(jnp.arange(LONG))
+    for (name, _, ref, _), got in zip(LONG_CASES, values):
+        expected = ref if isinstance(ref, np.ndarray) else np.array([ref(t) for t in range(LONG)])
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-15, err_msg=name)
+        assert len(np.unique(np.round(expected, 12))) > 10, name  # the schedule does move
+
+
+def _torch_values(make, key="lr", steps=LONG):
+    torch = pytest.importorskip("torch")
+    with single_threaded_torch():
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+        sched = make(opt)
+        out = []
+        for _ in range(steps):
+            out.append(opt.param_groups[0][key])
+            opt.step()
+            sched.step()
+        return np.array(out)
+
+
+@pytest.mark.torch
+def test_long_schedules_match_torch_lr_scheduler():
+    pytest.importorskip("torch")
+    with jax.enable_x64(True):
+        values = jax.jit(lambda t: [fn(t) for _, fn, _, _ in LONG_CASES])(jnp.arange(LONG))
+    for (name, _, _, make), got in zip(LONG_CASES, values):
+        np.testing.assert_allclose(got, _torch_values(make), rtol=1e-10, atol=1e-15, err_msg=name)
+
+
+@pytest.mark.torch
+def test_cyclic_momentum_matches_torch():
+    pytest.importorskip("torch")
+    options = dict(step_size_up=12, step_size_down=8, mode="triangular2")
+    schedule = schedules.cyclic_momentum(base_momentum=0.85, max_momentum=0.95, **options)
+    with jax.enable_x64(True):
+        got = np.asarray(schedule(jnp.arange(LONG)))
+    make = _sched("CyclicLR", base_lr=0.01, max_lr=0.1, base_momentum=0.85, max_momentum=0.95,
+                  **options)  # fmt: skip
+    np.testing.assert_allclose(got, _torch_values(make, "momentum"), rtol=1e-10)
+
+
+def test_multiplicative_in_the_optimizer_multiplies_the_stored_lr():
+    """O(1) per step from the stored lr, as PyTorch: a set_hyperparams change is kept."""
+    schedule = schedules.multiplicative(0.1, EVERY_TENTH)
+    opt = optim.sgd(schedule)
+    params = {"w": jnp.zeros(2)}
+    step = jax.jit(lambda s: opt.update({"w": jnp.ones(2)}, s, params)[1])
+    state = opt.init(params)
+    for _ in range(25):
+        state = step(state)
+    # 0.1 * 0.5**2 in float32: one rounding per factor (exact halvings)
+    np.testing.assert_allclose(optim.current_lr(state), float(schedule(25)), rtol=1e-7)
+    state = optim.set_hyperparams(state, lr=1.0)
+    for _ in range(5):
+        state = step(state)
+    assert float(optim.current_lr(state)) == 0.5  # step 30 halves the lr that was set
+
+
+def test_new_schedule_errors():
+    with pytest.raises(ValueError, match=r"chained: schedules\[1\] does not scale the lr"):
+        schedules.chained([schedules.step(0.1, 5), schedules.cosine_annealing(0.1, 10)])
+    with pytest.raises(ValueError, match="chained: the schedules must start from the same lr"):
+        schedules.chained([schedules.step(0.1, 5), schedules.exponential(0.2, 0.9)])
+    with pytest.raises(ValueError, match="chained: needs at least one schedule"):
+        schedules.chained([])
+    with pytest.raises(ValueError, match="cyclic: mode must be one of"):
+        schedules.cyclic(0.1, 1.0, mode="sawtooth")
+    with pytest.raises(ValueError, match="cyclic: need step_size_up > 0"):
+        schedules.cyclic(0.1, 1.0, step_size_up=0)
