@@ -8,9 +8,11 @@ weights, the weights) and is pure, so it composes with ``jax.jit``, ``jax.grad``
 from funcnet.functional._activation import *
 from funcnet.functional._attention import *
 from funcnet.functional._conv import *
+from funcnet.functional._distance import *
 from funcnet.functional._dropout import *
 from funcnet.functional._embedding import *
 from funcnet.functional._linear import *
 from funcnet.functional._normalization import *
 from funcnet.functional._pooling import *
 from funcnet.functional._recurrent import *
+from funcnet.functional._resample import *

@@ -7,7 +7,10 @@ import math
 import jax
 import jax.numpy as jnp
 
-__all__ = ["flatten", "linear"]
+from funcnet.errors import ShapeError, check_last_dim
+from funcnet.functional._conv import _label
+
+__all__ = ["bilinear", "flatten", "linear"]
 
 
 def linear(x: jax.Array, weight: jax.Array, bias: jax.Array | None = None) -> jax.Array:
@@ -23,6 +26,52 @@ def linear(x: jax.Array, weight: jax.Array, bias: jax.Array | None = None) -> ja
     """
     y = matmul_2d(x, weight)
     return y if bias is None else y + bias
+
+
+def bilinear(
+    input1: jax.Array, input2: jax.Array, weight: jax.Array, bias: jax.Array | None = None
+) -> jax.Array:
+    """y[..., o] = Σ_ij input1[..., i]·weight[i, j, o]·input2[..., j] + bias[o]
+    (``torch.nn.functional.bilinear``).
+
+    Args:
+        input1: (*, in1_features).
+        input2: (*, in2_features), with the same leading axes as ``input1``.
+        weight: (in1_features, in2_features, out_features); PyTorch's
+            ``(out_features, in1_features, in2_features)`` weight ``w`` converts with
+            ``w.permute(1, 2, 0)``.
+        bias: (out_features,) or None.
+
+    Returns:
+        (*, out_features), in the promoted dtype of the arguments.
+
+    Raises:
+        ShapeError: a 3-D weight that does not match the inputs' last axes, or inputs
+            whose leading axes differ.
+    """
+    w_shape = tuple(jnp.shape(weight))
+    if len(w_shape) != 3:
+        raise ShapeError(
+            "bilinear: expected 3-D weight (in1_features, in2_features, out_features), got "
+            f"shape {w_shape}"
+        )
+    _check_bilinear("bilinear", input1, input2, w_shape[0], w_shape[1])
+    y = jnp.einsum("...i,ijo,...j->...o", input1, weight, input2)
+    return y if bias is None else y + bias
+
+
+def _check_bilinear(
+    where: object, input1: jax.Array, input2: jax.Array, in1_features: int, in2_features: int
+) -> None:
+    """ShapeError unless ``input1`` is (*, in1_features) and ``input2`` (*, in2_features)."""
+    s1, s2 = tuple(jnp.shape(input1)), tuple(jnp.shape(input2))
+    check_last_dim(where, input1, in1_features, "input1")
+    check_last_dim(where, input2, in2_features, "input2")
+    if s1[:-1] != s2[:-1]:
+        raise ShapeError(
+            f"{_label(where)}: expected input1 and input2 with the same leading dimensions, "
+            f"got shapes {s1} and {s2}"
+        )
 
 
 def matmul_2d(x: jax.Array, weight: jax.Array) -> jax.Array:

@@ -1,4 +1,4 @@
-"""Linear, Identity, Flatten, Unflatten."""
+"""Linear, Bilinear, Identity, Flatten, Unflatten."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import jax.numpy as jnp
 
 from funcnet import functional as F
 from funcnet.errors import ShapeError, check_last_dim
+from funcnet.functional._linear import _check_bilinear
 from funcnet.nn import init as init_lib
 from funcnet.nn._module import Context, Initializer, Module
 
-__all__ = ["Flatten", "Identity", "Linear", "Unflatten"]
+__all__ = ["Bilinear", "Flatten", "Identity", "Linear", "Unflatten"]
 
 
 def compute_dtype(x: Any) -> Any:
@@ -69,6 +70,52 @@ class Linear(Module):
         dtype = compute_dtype(x)
         bias = ctx.param("bias", dtype) if self.bias else None
         return F.linear(x, ctx.param("weight", dtype), bias)
+
+
+@dataclasses.dataclass(unsafe_hash=True, repr=False)
+class Bilinear(Module):
+    """y = x1ᵀ·A·x2 + b for each output feature (``torch.nn.Bilinear``).
+
+    ``y[..., o] = Σ_ij input1[..., i]·weight[i, j, o]·input2[..., j] + bias[o]``. The
+    weight is stored ``(in1_features, in2_features, out_features)``: PyTorch's
+    ``(out, in1, in2)`` with the output axis moved last, as Linear's; weight import is
+    ``w.permute(1, 2, 0)``. Default initialisation as PyTorch: weight and bias
+    U(-1/sqrt(in1_features), 1/sqrt(in1_features)).
+
+    Args:
+        in1_features: size of ``input1``'s last axis. input1 (*, in1_features).
+        in2_features: size of ``input2``'s last axis. input2 (*, in2_features), with
+            input1's leading axes.
+        out_features: size of the output's last axis. Output (*, out_features) in the
+            inputs' floating dtype.
+        bias: whether to learn an additive bias.
+        weight_init: optional initialiser ``(key, shape, dtype) -> array``.
+        bias_init: optional initialiser for the bias.
+        dtype: dtype of the parameters.
+    """
+
+    in1_features: int
+    in2_features: int
+    out_features: int
+    bias: bool = True
+    weight_init: Initializer | None = None
+    bias_init: Initializer | None = None
+    dtype: Any = jnp.float32
+
+    def init(self, key: jax.Array) -> tuple[dict, dict]:
+        kw, kb = jax.random.split(key)
+        default = functools.partial(init_lib.default_uniform, fan_in=self.in1_features)
+        shape = (self.in1_features, self.in2_features, self.out_features)
+        params = {"weight": (self.weight_init or default)(kw, shape, self.dtype)}
+        if self.bias:
+            params["bias"] = (self.bias_init or default)(kb, (self.out_features,), self.dtype)
+        return params, {}
+
+    def forward(self, ctx: Context, input1: jax.Array, input2: jax.Array) -> jax.Array:
+        _check_bilinear(ctx, input1, input2, self.in1_features, self.in2_features)
+        dtype = compute_dtype(jnp.result_type(input1, input2))
+        bias = ctx.param("bias", dtype) if self.bias else None
+        return F.bilinear(input1, input2, ctx.param("weight", dtype), bias)
 
 
 @dataclasses.dataclass(unsafe_hash=True, repr=False)

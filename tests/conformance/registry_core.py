@@ -1,4 +1,5 @@
-"""Conformance entries for the core layers: Linear, shape layers, activations, containers."""
+"""Conformance entries for the core layers: Linear, Bilinear, shape layers, activations,
+distances, containers."""
 
 import funcnet.functional as F
 from funcnet import nn
@@ -20,6 +21,34 @@ ENTRIES = [
         (((2, 3, 6), F32),),
         (((2, 3, 7), F32),),
         r"model \(Linear\)",
+    ),
+    Entry(
+        "Bilinear",
+        lambda: nn.Bilinear(4, 5, 3),
+        (((3, 4), F32), ((3, 5), F32)),
+        (((3, 4), F32), ((3, 6), F32)),
+        r"model \(Bilinear\): expected input2 with last dimension 5, got shape \(3, 6\)",
+    ),
+    Entry(
+        "Bilinear-nobias-leading",
+        lambda: nn.Bilinear(4, 5, 3, bias=False),
+        (((2, 3, 4), F32), ((2, 3, 5), F32)),
+        (((2, 3, 4), F32), ((3, 2, 5), F32)),
+        r"model \(Bilinear\): expected input1 and input2 with the same leading dimensions",
+    ),
+    Entry(
+        "CosineSimilarity",
+        lambda: nn.CosineSimilarity(),
+        (((3, 6), F32), ((3, 6), F32)),
+        (((3, 6), F32), ((2, 6), F32)),
+        r"model \(CosineSimilarity\): expected x1 and x2 of broadcastable shapes",
+    ),
+    Entry(
+        "PairwiseDistance",
+        lambda: nn.PairwiseDistance(p=3.0, keepdim=True),
+        (((3, 6), F32), ((1, 6), F32)),
+        (((3, 6), F32), ((3, 5), F32)),
+        r"model \(PairwiseDistance\): expected x1 and x2 of broadcastable shapes",
     ),
     Entry("Identity", lambda: nn.Identity(), (((3, 6), F32),)),
     Entry(
@@ -43,6 +72,42 @@ ENTRIES = [
     Entry("Softplus", lambda: nn.Softplus(beta=2.0), (((3, 6), F32),)),
     Entry("Softmax", lambda: nn.Softmax(), (((3, 6), F32),)),
     Entry("LogSoftmax", lambda: nn.LogSoftmax(), (((3, 6), F32),)),
+    Entry("Softmin", lambda: nn.Softmin(), (((3, 6), F32),)),
+    Entry(
+        "Softmax2d",
+        lambda: nn.Softmax2d(),
+        (((2, 3, 3, 4), F32),),
+        (((3, 4), F32),),
+        r"model \(Softmax2d\): expected 4 or 3-D input \(N, H, W, C\) or \(H, W, C\), got shape",
+    ),
+    Entry(
+        "PReLU",
+        lambda: nn.PReLU(6),
+        (((2, 3, 6), F32),),
+        (((2, 3, 5), F32),),
+        r"model \(PReLU\): expected input with last dimension 6, got shape \(2, 3, 5\)",
+    ),
+    Entry("RReLU", lambda: nn.RReLU(), (((3, 6), F32),), train=True),
+    Entry(
+        "GLU",
+        lambda: nn.GLU(),
+        (((3, 6), F32),),
+        (((3, 5), F32),),
+        r"model \(GLU\): expected input with an even size on axis -1",
+    ),
+    Entry("Hardtanh", lambda: nn.Hardtanh(-2.0, 0.5), (((3, 6), F32),)),
+    Entry("ReLU6", lambda: nn.ReLU6(), (((3, 6), F32),)),
+    Entry("Hardsigmoid", lambda: nn.Hardsigmoid(), (((3, 6), F32),)),
+    Entry("Hardswish", lambda: nn.Hardswish(), (((3, 6), F32),)),
+    Entry("Mish", lambda: nn.Mish(), (((3, 6), F32),)),
+    Entry("SELU", lambda: nn.SELU(), (((3, 6), F32),)),
+    Entry("CELU", lambda: nn.CELU(0.5), (((3, 6), F32),)),
+    Entry("LogSigmoid", lambda: nn.LogSigmoid(), (((3, 6), F32),)),
+    Entry("Softsign", lambda: nn.Softsign(), (((3, 6), F32),)),
+    Entry("Tanhshrink", lambda: nn.Tanhshrink(), (((3, 6), F32),)),
+    Entry("Threshold", lambda: nn.Threshold(0.1, -1.0), (((3, 6), F32),)),
+    Entry("Hardshrink", lambda: nn.Hardshrink(), (((3, 6), F32),)),
+    Entry("Softshrink", lambda: nn.Softshrink(0.3), (((3, 6), F32),)),
     Entry(
         "Sequential",
         lambda: nn.Sequential(nn.Linear(6, 8), F.relu, nn.Linear(8, 2)),

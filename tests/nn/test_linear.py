@@ -1,4 +1,4 @@
-"""Linear, Flatten, Unflatten, Identity against NumPy and PyTorch."""
+"""Linear, Bilinear, Flatten, Unflatten, Identity against NumPy and PyTorch."""
 
 import functools
 import textwrap
@@ -11,8 +11,9 @@ import pytest
 
 import funcnet.functional as F
 from funcnet import nn
+from funcnet.errors import ShapeError
 from tests._devices import run_with_cpu_devices
-from tests._numerics import check_grads_float64, matmul_error_bound
+from tests._numerics import U32, check_grads_float64, matmul_error_bound
 
 
 class TestLinear(chex.TestCase):
@@ -173,3 +174,114 @@ def test_flatten_unflatten_identity():
     z, _ = nn.Unflatten(1, (3, 20)).apply({}, {}, nn.Flatten().apply({}, {}, x)[0])
     np.testing.assert_array_equal(z, np.asarray(x).reshape(2, 3, 20))
     assert nn.Identity().apply({}, {}, x)[0] is x
+
+
+# ------------------------------------------------------------------------- Bilinear
+
+
+def _bilinear_bound(x1, x2, w, b=None):
+    """Worst case of a float32 bilinear form in any contraction order: the inner sum of
+    in1 products, then in2 products of it with x2, plus the bias (one rounding each), as
+    (in1 + in2 + 2) U32 times the largest |x1| |w| |x2| (+ |b|), with a 10 % allowance."""
+    x1, x2, w = (np.abs(np.asarray(a, np.float64)) for a in (x1, x2, w))
+    mags = np.einsum("...i,ijo,...j->...o", x1, w, x2)
+    mags = mags + (0.0 if b is None else np.abs(np.asarray(b, np.float64)))
+    return 1.1 * (w.shape[0] + w.shape[1] + 2) * U32 * float(mags.max(initial=0.0))
+
+
+def test_bilinear_matches_numpy_under_jit_and_vmap(key):
+    layer = nn.Bilinear(4, 5, 3)
+    params, state = layer.init(key)
+    assert params["weight"].shape == (4, 5, 3) and params["bias"].shape == (3,)
+    rng = np.random.default_rng(4)
+    x1 = rng.normal(size=(2, 6, 4)).astype(np.float32)
+    x2 = rng.normal(size=(2, 6, 5)).astype(np.float32)
+    y, _ = jax.jit(layer.apply)(params, state, x1, x2)
+    w, b = np.asarray(params["weight"], np.float64), np.asarray(params["bias"], np.float64)
+    expected = np.einsum("...i,ijo,...j->...o", x1.astype(np.float64), w, x2) + b
+    bound = _bilinear_bound(x1, x2, w, b)
+    np.testing.assert_allclose(y, expected, rtol=0, atol=bound)
+    batched = jax.vmap(F.bilinear, in_axes=(0, 0, None, None))(x1, x2, w.astype(np.float32), b)
+    np.testing.assert_allclose(batched, expected, rtol=0, atol=bound)
+    y, _ = layer.apply(params, state, x1[0, 0], x2[0, 0])  # unbatched (in1,), (in2,)
+    np.testing.assert_allclose(y, expected[0, 0], rtol=0, atol=bound)
+
+
+def test_bilinear_default_init_is_pytorch_uniform(key):
+    params, _ = nn.Bilinear(40, 30, 20).init(key)
+    bound = 1 / np.sqrt(40)  # PyTorch: 1/sqrt(in1_features), for weight and bias
+    for leaf in (params["weight"], params["bias"]):
+        assert float(jnp.max(jnp.abs(leaf))) <= bound
+    assert float(jnp.max(jnp.abs(params["weight"]))) > 0.99 * bound
+    np.testing.assert_allclose(float(jnp.std(params["weight"])), bound / np.sqrt(3), rtol=0.02)
+
+
+def test_bilinear_without_bias_with_init_override_and_bfloat16(key):
+    constant = functools.partial(nn.init.constant, value=0.5)
+    layer = nn.Bilinear(3, 2, 4, bias=False, weight_init=constant)
+    params, state = layer.init(key)
+    assert list(params) == ["weight"]
+    x1, x2 = jnp.ones((1, 3), jnp.bfloat16), jnp.ones((1, 2), jnp.bfloat16)
+    y, _ = layer.apply(params, state, x1, x2)
+    assert y.dtype == jnp.bfloat16 and params["weight"].dtype == jnp.float32
+    np.testing.assert_array_equal(y, np.full((1, 4), 3.0))  # 6 terms of 0.5, exact
+
+
+def test_bilinear_gradients(key):
+    k1, k2, k3 = jax.random.split(key, 3)
+    x1, x2 = jax.random.normal(k1, (3, 4)), jax.random.normal(k2, (3, 5))
+    w, b = jax.random.normal(k3, (4, 5, 2)), jnp.ones(2)
+    check_grads_float64(jax.jit(F.bilinear), (x1, x2, w, b))
+
+
+def test_bilinear_shape_errors_name_the_layer(key):
+    layer = nn.Bilinear(4, 5, 3)
+    params, state = layer.init(key)
+    for shapes, match in [
+        (
+            ((3, 6), (3, 5)),
+            r"model \(Bilinear\): expected input1 with last dimension 4, got shape \(3, 6\)",
+        ),
+        (
+            ((3, 4), (3, 2)),
+            r"model \(Bilinear\): expected input2 with last dimension 5, got shape \(3, 2\)",
+        ),
+        (
+            ((3, 4), (1, 5)),
+            r"model \(Bilinear\): expected input1 and input2 with the same leading dimensions, "
+            r"got shapes \(3, 4\) and \(1, 5\)",
+        ),
+    ]:
+        with pytest.raises(ShapeError, match=match):
+            layer.apply(params, state, *(jnp.zeros(s) for s in shapes))
+    with pytest.raises(ShapeError, match=r"bilinear: expected 3-D weight .*got shape \(4, 5\)"):
+        F.bilinear(jnp.zeros((3, 4)), jnp.zeros((3, 5)), jnp.zeros((4, 5)))
+
+
+@pytest.mark.torch
+def test_bilinear_matches_torch_with_permuted_weight(key):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    x1, x2 = rng.normal(size=(6, 4)), rng.normal(size=(6, 5))
+    w, b = rng.normal(size=(4, 5, 3)), rng.normal(size=(3,))
+    ref = torch.nn.Bilinear(4, 5, 3).double()
+    with torch.no_grad():
+        ref.weight.copy_(torch.tensor(w.transpose(2, 0, 1)))  # PyTorch's (out, in1, in2)
+        ref.bias.copy_(torch.tensor(b))
+    assert np.array_equal(ref.weight.detach().numpy().transpose(1, 2, 0), w)  # the import rule
+    t1, t2 = torch.tensor(x1, requires_grad=True), torch.tensor(x2, requires_grad=True)
+    out = ref(t1, t2)
+    out.pow(2).sum().backward()
+    with jax.enable_x64(True):
+        loss = lambda x1, x2, w, b: jnp.sum(F.bilinear(x1, x2, w, b) ** 2)
+        y = F.bilinear(x1, x2, w, b)
+        g1, g2, gw, gb = jax.grad(loss, argnums=(0, 1, 2, 3))(x1, x2, w, b)
+    # float64 sums of at most 36 terms, in different orders: ~1e-15 relative to their size
+    np.testing.assert_allclose(y, out.detach().numpy(), rtol=1e-12, atol=1e-12)
+    for ours, theirs in [
+        (g1, t1.grad.numpy()),
+        (g2, t2.grad.numpy()),
+        (gw, ref.weight.grad.numpy().transpose(1, 2, 0)),
+        (gb, ref.bias.grad.numpy()),
+    ]:
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
