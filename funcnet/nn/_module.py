@@ -402,7 +402,9 @@ _PYTORCH_ONLY = {
     "named_buffers": "nn.flatten_dict(state) gives {'bn.running_mean': array, ...}, with "
     "`params, state = model.init(key)`",
     "state_dict": "flat = nn.state_dict(params, state)",
-    "load_state_dict": "params, state = nn.load_state_dict(model, flat)",
+    "load_state_dict": (
+        "params, state = nn.load_state_dict(model, flat) (from_torch=True for a PyTorch state_dict)"
+    ),
     "to": "arrays live in params and state, not in the module: "
     "params = jax.device_put(params, device); a parameter dtype is the layers' dtype= argument",
     "cuda": "arrays live in params and state, not in the module: "
