@@ -192,11 +192,15 @@ class CheckpointManager:
         Raises:
             CheckpointError: there is no checkpoint of that step.
         """
-        if step not in self.all_steps():
-            raise CheckpointError(f"{self.directory}: no checkpoint of step {step} to delete")
-        _multihost.write_once(
-            lambda: _layout.delete_step(self.directory, step), f"funcnet.checkpoint.delete:{step}"
-        )
+
+        def remove() -> None:
+            # Checked in the writing process only: another process's look at the
+            # directory could come after this deletion and disagree.
+            if step not in self.all_steps():
+                raise CheckpointError(f"{self.directory}: no checkpoint of step {step} to delete")
+            _layout.delete_step(self.directory, step)
+
+        _multihost.write_once(remove, f"funcnet.checkpoint.delete:{step}")
 
     def all_steps(self) -> list[int]:
         """The complete checkpoints' steps, ascending."""

@@ -55,3 +55,10 @@ def write_once(write: Callable[[], T], name: str) -> T | None:
         return write() if jax.process_index() == 0 else None
     finally:
         multihost_utils.sync_global_devices(name)
+
+
+def barrier(name: str) -> None:
+    """Holds every process until all reach ``name`` (nothing with one process): what they
+    read from the file system before it, no process has changed yet."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)

@@ -19,6 +19,7 @@ import jax
 
 from funcnet import optim
 from funcnet.checkpoint import CheckpointManager
+from funcnet.checkpoint._multihost import barrier
 from funcnet.errors import CheckpointError
 
 __all__ = [
@@ -210,6 +211,9 @@ class ModelCheckpoint(Callback):
 
     def on_fit_begin(self, loop: Any) -> None:
         later = [s for s in self.manager.all_steps() if s > loop.step]
+        # Every process reads the directory before process 0 deletes anything from it, so
+        # all of them decide the same (and meet at the same barriers and collectives).
+        barrier("funcnet.ModelCheckpoint.fit_begin")
         if later and not self.overwrite:
             raise CheckpointError(
                 f"ModelCheckpoint: {self.manager.directory} holds checkpoints of later steps "

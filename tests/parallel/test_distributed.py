@@ -82,6 +82,23 @@ WORKER = textwrap.dedent(
         np.savez(out / f"params{rank}.npz", *[np.asarray(a) for a in leaves])
 
 
+    class SlowStart(train.Callback):
+        def on_fit_begin(self, loop):
+            if rank == 1:  # process 0 reaches ModelCheckpoint's clean-up first
+                time.sleep(1.5)
+
+
+    def start_over_in_a_used_directory():
+        # Every process must see the checkpoints that overwrite=True deletes: one that
+        # looked after process 0 deleted them would skip the deletion's barrier.
+        kwargs = dict(loss_fn=losses.cross_entropy, progress="quiet")
+        state, loader = fresh()
+        train.fit(state, loader, 1, callbacks=[train.ModelCheckpoint(out / "again")], **kwargs)
+        state, loader = fresh()
+        callbacks = [SlowStart(), train.ModelCheckpoint(out / "again", overwrite=True)]
+        train.fit(state, loader, 1, callbacks=callbacks, **kwargs)
+
+
     def split_array_round_trip():
         local = np.arange(12, dtype=np.float32).reshape(4, 3) + 100 * rank
         x = jax.make_array_from_process_local_data(sharding, local, (8, 3))
@@ -136,6 +153,7 @@ WORKER = textwrap.dedent(
     if scenario == "train":
         loaders_match_one_process()
         train_and_resume()
+        start_over_in_a_used_directory()
         split_array_round_trip()
     elif scenario == "die":
         fail(signal.SIGKILL)
