@@ -18,6 +18,9 @@ import pytest
 from benchmarks import ab, compile, guard_shapes, harness, hlo, linear_layouts, run, run_one
 from benchmarks.workloads import CPU_WORKLOADS, load
 
+# The harness is version-independent Python; CI's newest-jax pass skips it (pyproject).
+pytestmark = pytest.mark.one_version
+
 
 def _result(impl: str, rep: int, step_s: float, first_s: float, n_params: int = 10) -> dict:
     return {

@@ -76,6 +76,7 @@ def _leaf_dict(tree):
 # ---------------------------------------------------------------------------- accuracy
 
 
+@pytest.mark.one_version
 def test_half_pruned_and_fine_tuned_model_loses_at_most_a_point(trained, loaders):
     state, baseline = trained
     pruned, masks = compress.prune(state.params, 0.5, scope="global")
@@ -93,6 +94,7 @@ def test_half_pruned_and_fine_tuned_model_loses_at_most_a_point(trained, loaders
     assert accuracy >= baseline - 0.01, (baseline, accuracy)
 
 
+@pytest.mark.one_version
 def test_int8_weights_lose_at_most_a_point_and_the_jitted_apply_takes_int8(trained, loaders):
     state, baseline = trained
     qparams = compress.quantize(state.params)

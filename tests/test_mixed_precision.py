@@ -172,6 +172,7 @@ def test_steps_check_parameter_dtypes_and_that_float16_has_a_loss_scale(key):
         train.fit(state, [batch], train_step=lambda s, b: (s, {}), precision="bf16")
 
 
+@pytest.mark.one_version
 def test_bf16_digits_mlp_reaches_the_float32_test_accuracy():
     to_float = ToFloat(scale=1 / 16)
     test_loader = DataLoader(load_digits("test"), batch_size=359, transform=to_float)
