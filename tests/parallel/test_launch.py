@@ -42,8 +42,14 @@ PLAIN = textwrap.dedent(
     import os, sys, time
 
     rank = int(os.environ["FUNCNET_PROCESS_ID"])
+    count = int(os.environ["FUNCNET_NUM_PROCESSES"])
+    here = os.path.dirname(os.path.abspath(__file__))
     print(f"pid {os.getpid()}", flush=True)
+    open(os.path.join(here, f"ready.{rank}"), "w").close()
     if rank == int(sys.argv[1]):
+        # fail once every process has printed its pid: a loaded machine starts them slowly
+        while sum(name.startswith("ready.") for name in os.listdir(here)) < count:
+            time.sleep(0.01)
         sys.exit(7)
     time.sleep(600)
     """
