@@ -138,6 +138,7 @@ def test_jit_matches_eager_and_eval_shape(entry, key):
         assert all(jax.tree_util.tree_leaves(same)), "apply changed the state's shapes or dtypes"
 
 
+@pytest.mark.one_version  # the layers' own maths: CI's newest-jax pass skips it
 def test_gradients_are_finite(entry, key):
     if not entry.grad:
         pytest.skip("entry has no differentiable parameters")
@@ -155,6 +156,7 @@ def test_gradients_are_finite(entry, key):
         assert np.all(np.isfinite(np.asarray(leaf)))
 
 
+@pytest.mark.one_version  # the layers' own maths: CI's newest-jax pass skips it
 def test_bfloat16_input_gives_documented_dtype(entry, key):
     if entry.bf16_dtype is None:
         pytest.skip("entry takes no floating input")
