@@ -425,7 +425,7 @@ def test_device_put_gives_jax_arrays_with_mask():
     assert yb.tolist() == [8, 9, 0, 0]
     assert xb.devices() == {device} and mask.tolist() == [True, True, False, False]
     sharded = DataLoader(
-        ArrayDataset(*_arrays(10)), batch_size=4, device=jax.sharding.SingleDeviceSharding(device)
+        ArrayDataset(*_arrays(10)), batch_size=4, device=_single_device_sharding(device)
     )
     assert [len(y) for _, y in sharded] == [4, 4, 2]
 
@@ -449,3 +449,9 @@ def test_masks_go_where_the_batch_axis_goes():
 def test_repr():
     assert "fast path" in repr(DataLoader(ArrayDataset(*_arrays()), batch_size=4))
     assert "per-sample path" in repr(DataLoader(PerItem(*_arrays()), batch_size=4))
+
+
+def _single_device_sharding(device):
+    """jax >= 0.12.1 deprecates constructing ``SingleDeviceSharding`` directly."""
+    make = getattr(jax.sharding, "make_single_device_sharding", None)
+    return make(device) if make is not None else jax.sharding.SingleDeviceSharding(device)
