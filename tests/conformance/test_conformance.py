@@ -108,6 +108,7 @@ def test_layers_are_immutable_and_compare_by_value(entry):
             setattr(module, name, children[name])
 
 
+@pytest.mark.one_version  # the layers' own maths: CI's newest-jax pass skips it
 def test_jit_matches_eager_and_eval_shape(entry, key):
     module = entry.make()
     params, state = module.init(key)
