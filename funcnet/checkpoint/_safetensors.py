@@ -63,10 +63,9 @@ MAX_HEADER = 100_000_000  # the safetensors package's own limit
 _METADATA = "__metadata__"
 _PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 _CONVERT = (
-    "funcnet never unpickles (loading a pickle can run arbitrary code). Convert it once "
-    "with PyTorch: `from safetensors.torch import save_file; "
-    'save_file(torch.load(path, weights_only=True), "model.safetensors")` '
-    "(for a whole checkpoint, save its model's state_dict()), or "
+    "funcnet never unpickles (loading a pickle can run arbitrary code). Convert it once, "
+    "in PyTorch, from the model that holds the weights: `from safetensors.torch import "
+    'save_file; save_file(model.state_dict(), "model.safetensors")`, or '
     '`numpy.savez("model.npz", **{k: v.numpy() for k, v in state_dict.items()})`'
 )
 
