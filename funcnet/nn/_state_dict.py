@@ -134,21 +134,48 @@ def load_state_dict(
     fallback = state_dict(*into) if into is not None else {}
     if from_torch:
         slots = torch_slots(model, want_params, want_state, flatten_inputs)
-        _raise_problems(model, _torch_problems(flat, slots, strict, fallback))
+        _raise_problems(type(model).__name__, _torch_problems(flat, slots, strict, fallback))
         values = _from_torch(flat, slots, fallback)
     else:
         expected = {**flatten_dict(want_params), **flatten_dict(want_state)}
         problems = _problems(flat, expected, strict, fallback)
         if problems:
             problems += _torch_hint(model, flat, want_params, want_state)
-        _raise_problems(model, problems)
+        _raise_problems(type(model).__name__, problems)
         values = {k: flat[k] if k in flat else fallback[k] for k in expected}
-    params: dict[str, Any] = {}
-    state: dict[str, Any] = {}
-    for key, spec in flatten_dict(want_params).items():
-        params[key] = _owned(values[key], spec.dtype)
-    for key, spec in flatten_dict(want_state).items():
-        state[key] = _owned(values[key], spec.dtype)
+    return _filled(want_params, want_state, values)
+
+
+def load_flat(
+    owner: str,
+    want: tuple[Mapping[str, Any], Mapping[str, Any]],
+    flat: Mapping[str, Any],
+    *,
+    strict: bool = True,
+    into: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``load_state_dict`` (funcnet's layouts) against given shapes instead of a model's.
+
+    Args:
+        owner: what is loaded, for the error message (``"ResNet"``).
+        want: ``(params, state)`` of ``jax.ShapeDtypeStruct`` (``jax.eval_shape`` of an
+            ``init``).
+        flat, strict, into: as in :func:`load_state_dict`.
+    """
+    fallback = state_dict(*into) if into is not None else {}
+    expected = {**flatten_dict(want[0]), **flatten_dict(want[1])}
+    problems = _problems(flat, expected, strict, fallback)
+    _raise_problems(owner, problems)
+    values = {k: flat[k] if k in flat else fallback[k] for k in expected}
+    return _filled(want[0], want[1], values)
+
+
+def _filled(
+    want_params: Mapping[str, Any], want_state: Mapping[str, Any], values: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Nested ``(params, state)`` of owned arrays from flat ``values``, in the wanted dtypes."""
+    params = {k: _owned(values[k], s.dtype) for k, s in flatten_dict(want_params).items()}
+    state = {k: _owned(values[k], s.dtype) for k, s in flatten_dict(want_state).items()}
     return unflatten_dict(params), unflatten_dict(state)
 
 
@@ -279,11 +306,10 @@ def _torch_hint(
     return []
 
 
-def _raise_problems(model: Module, problems: list[str]) -> None:
+def _raise_problems(owner: str, problems: list[str]) -> None:
     if problems:
         raise StateDictError(
-            f"Error(s) in loading state_dict for {type(model).__name__}:\n  "
-            + "\n  ".join(problems)
+            f"Error(s) in loading state_dict for {owner}:\n  " + "\n  ".join(problems)
         )
 
 
