@@ -1,0 +1,126 @@
+"""Loading PyTorch state dicts into zoo models, and converting their files.
+
+``from_torch`` converts a torchvision or Hugging Face ``state_dict`` in memory;
+``convert_file`` converts a file into a weights file for ``weights=`` (the
+``funcnet-convert`` command, ``funcnet/models/convert.py``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from funcnet import checkpoint, nn
+from funcnet.models._weights import Pretrainable, save_weights
+
+__all__ = ["convert_file", "from_torch", "read_torch_state_dict"]
+
+_PICKLED = (".pth", ".pt", ".bin", ".ckpt")
+
+
+def from_torch(model: nn.Module, state_dict: Mapping[str, Any]) -> tuple[dict, dict]:
+    """``(params, state)`` for a zoo model from its PyTorch counterpart's ``state_dict``.
+
+    Uses the conversion of the module that defines ``model``'s class (key renaming,
+    Hugging Face layouts, the flatten before VGG's classifier), or plain
+    ``nn.load_state_dict(model, state_dict, from_torch=True)`` for other modules.
+
+    Args:
+        model: a zoo model (or any funcnet module named like its PyTorch counterpart).
+        state_dict: torchvision's or Hugging Face's ``state_dict`` (torch tensors or NumPy).
+
+    Returns:
+        ``(params, state)`` in funcnet's layouts.
+    """
+    convert = getattr(sys.modules[type(model).__module__], "convert_torch", None)
+    if convert is None:
+        return nn.load_state_dict(model, state_dict, from_torch=True)
+    return convert(model, state_dict)
+
+
+def read_torch_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A PyTorch state dict from ``.safetensors`` (no torch needed) or ``.pth``/``.pt``/``.bin``.
+
+    Pickled files are read with ``torch.load(map_location="cpu", weights_only=True)``,
+    which refuses anything but tensors and containers. A checkpoint holding the state dict
+    under ``"state_dict"`` or ``"model"`` is unwrapped.
+
+    Raises:
+        ModuleNotFoundError: a pickled file without PyTorch installed.
+        ValueError: an unknown suffix, or a file holding no state dict.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return checkpoint.load_safetensors(path)
+    if path.suffix not in _PICKLED:
+        raise ValueError(f"{path}: expected a .safetensors, .pth, .pt or .bin state dict")
+    try:
+        import torch
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            f"{path} is a pickled PyTorch file: reading it needs PyTorch "
+            f"(pip install torch), or give the .safetensors version of the weights"
+        ) from error
+    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(loaded, Mapping) and isinstance(loaded.get(key), Mapping):
+            loaded = loaded[key]
+    if not isinstance(loaded, Mapping) or not all(torch.is_tensor(v) for v in loaded.values()):
+        raise ValueError(f"{path}: holds no state dict (a mapping from names to tensors)")
+    return dict(loaded)
+
+
+def build(name: str, **kwargs: Any) -> Pretrainable:
+    """The zoo model ``funcnet.models.<name>(**kwargs)``.
+
+    Raises:
+        ValueError: ``name`` is no zoo model (the message lists them).
+    """
+    models = importlib.import_module("funcnet.models")
+    if name in models.__all__:
+        model = getattr(models, name)(**kwargs)
+        if isinstance(model, Pretrainable):
+            return model
+    raise ValueError(f"unknown zoo model {name!r}; choose one of: {', '.join(model_names())}")
+
+
+def model_names() -> list[str]:
+    """The names ``build`` accepts: the zoo's model classes and factory functions."""
+    models = importlib.import_module("funcnet.models")
+    return [name for name in models.__all__ if _makes_model(models, getattr(models, name))]
+
+
+def _makes_model(models: Any, obj: Any) -> bool:
+    """Whether ``obj`` is a zoo model class or a function annotated to return one."""
+    if isinstance(obj, type):
+        return issubclass(obj, Pretrainable) and obj is not Pretrainable
+    returns = getattr(obj, "__annotations__", {}).get("return")
+    cls = getattr(models, returns, None) if isinstance(returns, str) else returns
+    return isinstance(cls, type) and issubclass(cls, Pretrainable)
+
+
+def convert_file(
+    name: str,
+    source: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    **model_kwargs: Any,
+) -> Path:
+    """Converts a PyTorch state dict file into a weights file for ``models.<name>``.
+
+    Args:
+        name: the zoo model (``"resnet18"``, ``"gpt2_small"``, ``"LeNet5"``).
+        source: ``.safetensors``, ``.pth``, ``.pt`` or ``.bin`` (the latter need PyTorch).
+        dest: the ``.safetensors`` or ``.npz`` file to write.
+        **model_kwargs: arguments of the model (``num_classes=10``).
+
+    Returns:
+        ``dest`` as a Path.
+    """
+    model = build(name, **model_kwargs)
+    params, state = from_torch(model, read_torch_state_dict(source))
+    save_weights(dest, params, state)
+    return Path(dest)
