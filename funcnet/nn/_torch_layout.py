@@ -229,7 +229,9 @@ _RULES: dict[str, Rule] = {
 
 
 def _is_funcnet(cls: type) -> bool:
-    return cls.__module__.startswith("funcnet.")
+    """Whether ``cls`` is a layer of ``funcnet.nn`` (zoo models own their entries, as a
+    user's module does)."""
+    return cls.__module__.startswith("funcnet.nn.")
 
 
 def rule_for(cls: type) -> Rule | None:
