@@ -1,6 +1,7 @@
-"""The seeds' self-attention classifier, corrected to run, on the digits shipped in funcnet.
+"""Classify handwritten digits with self-attention (``nn.MultiheadAttention``), as the PyTorch
+self-attention tutorials do, on the digits shipped in funcnet.
 
-The seeds' ``Net`` projects 768 features to ``member_dim``, runs ``nn.MultiheadAttention``
+The tutorial's ``Net`` projects 768 features to ``member_dim``, runs ``nn.MultiheadAttention``
 as self-attention with a residual LayerNorm, a feed-forward block with a second residual
 LayerNorm, and a classifier. Their code does not run; the corrections:
 

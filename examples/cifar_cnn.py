@@ -1,7 +1,8 @@
-"""The seeds' CIFAR-10 CNN, trained with SGD (momentum 0.9).
+"""Train a small convolutional network on CIFAR-10 images with SGD (momentum 0.9), as the
+PyTorch CIFAR-10 tutorials do.
 
 Two 3x3 convolutions with padding 1, each followed by ReLU and 2x2 max-pooling, then
-Linear(64 * 8 * 8, 128) and Linear(128, 10). (The seed flattens to 64 * 6 * 6, which is
+Linear(64 * 8 * 8, 128) and Linear(128, 10). (The tutorial flattens to 64 * 6 * 6, which is
 wrong for 32x32 inputs: two poolings leave 8x8.) Images are channels-last (N, 32, 32, 3).
 
     python examples/cifar_cnn.py --data-dir ~/data   # reads cifar-10-batches-bin/*.bin

@@ -1,4 +1,5 @@
-"""The digits MLP trained data-parallel on every local device (PyTorch's DDP habit).
+"""Train on several GPUs (or CPU devices) of one machine at once, each taking a slice of every
+batch: PyTorch's ``DataParallel`` / ``DistributedDataParallel`` on one node, for a digits MLP.
 
 ``parallel.DataParallel`` runs the train and eval steps on all local devices: every
 device holds the same parameters, takes its slice of each batch, and one all-reduce per

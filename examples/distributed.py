@@ -1,4 +1,5 @@
-"""The digits MLP trained by several processes, data parallel over every device of every one.
+"""Train with several processes (one per machine or GPU), each holding a copy of the model:
+PyTorch's ``DistributedDataParallel`` with ``torchrun``, for a digits MLP.
 
 Every process runs this same script (one SPMD program). ``parallel.init_distributed()``
 joins them (in a single process it does nothing); the mesh spans all devices of all

@@ -1,6 +1,7 @@
-"""The seeds' LSTM classifier: read each digit image row by row, classify from the last step.
+"""Classify sequences with an LSTM, as the PyTorch LSTM tutorials do: each handwritten digit
+image is read row by row, and the last step's output is classified.
 
-The seeds' model is ``nn.LSTM(input_size, 128, 2, batch_first=True)`` followed by
+The tutorial's model is ``nn.LSTM(input_size, 128, 2, batch_first=True)`` followed by
 ``nn.Linear(128, 10)`` on ``output[:, -1, :]``; their script fed it 2-D input (a bug) and
 moved zero initial states to a device by hand. Here the images of the digits shipped inside
 funcnet (8x8) are sequences of 8 rows of 8 pixels, the LSTM gets PyTorch's (B, T, features)
@@ -25,7 +26,7 @@ from funcnet.data.transforms import ToFloat
 
 
 class RNNClassifier(nn.Module):
-    """LSTM over image rows -> Linear on the last time step (the seeds' ``RNN`` model)."""
+    """LSTM over image rows -> Linear on the last time step (the tutorial's ``RNN`` model)."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, num_classes: int):
         super().__init__()

@@ -1,8 +1,9 @@
-"""The seeds' MLP (Flatten, Linear(784, 128), ReLU, Linear(128, 10)), trained with Adam.
+"""Classify handwritten digits with a multilayer perceptron (Flatten, Linear(784, 128), ReLU,
+Linear(128, 10)) trained with Adam, as the PyTorch MNIST tutorials do.
 
 By default it trains on the handwritten digits shipped inside funcnet (1,797 real 8x8
 images, so the first layer is Linear(64, 128)); ``--data-dir`` switches to real MNIST IDX
-files (Linear(784, 128), as in the seeds). It shows a progress bar, prints the final test
+files (Linear(784, 128), as in the tutorials). It shows a progress bar, prints the final test
 accuracy and saves a checkpoint.
 
     python examples/mnist_mlp.py                     # embedded digits, no download

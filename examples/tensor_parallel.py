@@ -1,4 +1,5 @@
-"""A transformer classifier trained data x model parallel on a 2-D mesh of devices.
+"""Split a model too big for one device across several (tensor/model parallelism, as
+Megatron-LM does), combined with data parallelism: a transformer classifier on a 2-D mesh.
 
 Each 8x8 digit (shipped in funcnet) is a sequence of 8 row tokens of 8 pixels: a Linear
 embedding and learned positions, two TransformerEncoderLayers, mean-pooling, a Linear
