@@ -19,7 +19,7 @@ from funcnet.models import (
     _vit,
 )
 from funcnet.models._classic import *
-from funcnet.models._convert import convert_file, from_torch, read_torch_state_dict
+from funcnet.models._convert import convert_file, from_torch, read_torch_state_dict, to_torch
 from funcnet.models._generative import *
 from funcnet.models._gpt import *
 from funcnet.models._mobilenet import *
@@ -47,4 +47,5 @@ __all__ = [
     "read_torch_state_dict",
     "read_weights",
     "save_weights",
+    "to_torch",
 ]

@@ -1,7 +1,7 @@
 """Classic small networks: a multilayer perceptron, LeNet-5 and the CIFAR-10 tutorial CNN.
 
 Attribute names are those of the PyTorch models they reproduce (``conv1``, ``fc1``, …),
-so their ``state_dict`` loads with :func:`convert_torch`. Images are channels-last
+so their ``state_dict`` loads with ``models.from_torch``. Images are channels-last
 (N, H, W, C).
 """
 
@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import jax
 
 import funcnet.functional as F
 from funcnet import nn
 from funcnet.models._weights import Pretrainable
-from funcnet.nn._module import Params, State
 
 __all__ = ["MLP", "LeNet5", "TutorialCNN"]
 
@@ -108,6 +106,10 @@ class LeNet5(Pretrainable):
         self.fc2 = nn.Linear(120, 84)
         self.fc3 = nn.Linear(84, num_classes)
 
+    def torch_flatten_inputs(self) -> dict[str, tuple[int, ...]]:
+        """``fc1`` reads PyTorch's (16, 5, 5) flatten (see ``Pretrainable``)."""
+        return {"fc1": (16, 5, 5)}
+
     def forward(self, ctx: nn.Context, x: jax.Array) -> jax.Array:
         x = self.pool(ctx, F.tanh(self.conv1(ctx, x)))  # (N, 14, 14, 6)
         x = self.pool(ctx, F.tanh(self.conv2(ctx, x)))  # (N, 5, 5, 16)
@@ -139,33 +141,12 @@ class TutorialCNN(Pretrainable):
         self.fc1 = nn.Linear(64 * 8 * 8, 128)
         self.fc2 = nn.Linear(128, num_classes)
 
+    def torch_flatten_inputs(self) -> dict[str, tuple[int, ...]]:
+        """``fc1`` reads PyTorch's (64, 8, 8) flatten (see ``Pretrainable``)."""
+        return {"fc1": (64, 8, 8)}
+
     def forward(self, ctx: nn.Context, x: jax.Array) -> jax.Array:
         x = self.pool(ctx, F.relu(self.conv1(ctx, x)))  # (N, 16, 16, 32)
         x = self.pool(ctx, F.relu(self.conv2(ctx, x)))  # (N, 8, 8, 64)
         x = F.relu(self.fc1(ctx, self.flatten(ctx, x)))
         return self.fc2(ctx, x)
-
-
-def convert_torch(
-    model: MLP | LeNet5 | TutorialCNN, state_dict: Mapping[str, Any]
-) -> tuple[Params, State]:
-    """``(params, state)`` for ``model`` from its PyTorch counterpart's ``state_dict``.
-
-    LeNet5's and TutorialCNN's ``fc1`` read PyTorch's channels-first flatten, (16, 5, 5)
-    and (64, 8, 8): their rows are reordered for funcnet's channels-last flatten. The
-    MLP's weights load as they are (see :class:`MLP` on the order of its inputs).
-
-    Args:
-        model: the funcnet model the weights are for.
-        state_dict: PyTorch's ``state_dict`` (torch tensors or NumPy arrays).
-
-    Raises:
-        funcnet.errors.StateDictError: listing every missing, unexpected and mis-shaped
-            entry.
-    """
-    flatten = None
-    if isinstance(model, LeNet5):
-        flatten = {"fc1": (16, 5, 5)}
-    elif isinstance(model, TutorialCNN):
-        flatten = {"fc1": (64, 8, 8)}
-    return nn.load_state_dict(model, state_dict, from_torch=True, flatten_inputs=flatten)

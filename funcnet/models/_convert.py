@@ -16,18 +16,20 @@ from typing import Any
 
 from funcnet import checkpoint, nn
 from funcnet.models._weights import Pretrainable, save_weights
+from funcnet.nn._module import Params, State
 
-__all__ = ["convert_file", "from_torch", "read_torch_state_dict"]
+__all__ = ["convert_file", "from_torch", "read_torch_state_dict", "to_torch"]
 
 _PICKLED = (".pth", ".pt", ".bin", ".ckpt")
 
 
-def from_torch(model: nn.Module, state_dict: Mapping[str, Any]) -> tuple[dict, dict]:
+def from_torch(model: nn.Module, state_dict: Mapping[str, Any]) -> tuple[Params, State]:
     """``(params, state)`` for a zoo model from its PyTorch counterpart's ``state_dict``.
 
-    Uses the conversion of the module that defines ``model``'s class (key renaming,
-    Hugging Face layouts, the flatten before VGG's classifier), or plain
-    ``nn.load_state_dict(model, state_dict, from_torch=True)`` for other modules.
+    Applies the model's own rules where names alone do not suffice (Hugging Face GPT-2's
+    prefix and ``Conv1D`` layout, the (C, H, W) flatten before VGG's classifier, see
+    ``Pretrainable.torch_flatten_inputs``); otherwise it is
+    ``nn.load_state_dict(model, state_dict, from_torch=True)``.
 
     Args:
         model: a zoo model (or any funcnet module named like its PyTorch counterpart).
@@ -35,11 +37,43 @@ def from_torch(model: nn.Module, state_dict: Mapping[str, Any]) -> tuple[dict, d
 
     Returns:
         ``(params, state)`` in funcnet's layouts.
+
+    Raises:
+        funcnet.errors.StateDictError: listing every missing, unexpected and mis-shaped key.
     """
-    convert = getattr(sys.modules[type(model).__module__], "convert_torch", None)
-    if convert is None:
-        return nn.load_state_dict(model, state_dict, from_torch=True)
-    return convert(model, state_dict)
+    convert = _hook(model, "convert_torch")
+    if convert is not None:
+        return convert(model, state_dict)
+    return nn.load_state_dict(
+        model, state_dict, from_torch=True, flatten_inputs=_flatten_inputs(model)
+    )
+
+
+def to_torch(model: nn.Module, params: Params, state: State | None = None) -> dict[str, Any]:
+    """The ``state_dict`` of a zoo model's PyTorch counterpart (NumPy arrays): the inverse of
+    :func:`from_torch`, for ``torch_model.load_state_dict`` or a ``.safetensors`` file.
+
+    Args:
+        model: a zoo model (or any funcnet module).
+        params: its parameters.
+        state: its state (BatchNorm statistics), if any.
+
+    Returns:
+        ``{"conv1.weight": array, ...}`` in PyTorch's names, layouts and dtypes.
+    """
+    export = _hook(model, "export_torch")
+    if export is not None:
+        return export(model, params, state)
+    return nn.torch_state_dict(model, params, state, flatten_inputs=_flatten_inputs(model))
+
+
+def _hook(model: nn.Module, name: str) -> Any:
+    """A conversion function defined next to ``model``'s class, if its module has one."""
+    return getattr(sys.modules[type(model).__module__], name, None)
+
+
+def _flatten_inputs(model: nn.Module) -> dict[str, tuple[int, ...]] | None:
+    return model.torch_flatten_inputs() if isinstance(model, Pretrainable) else None
 
 
 def read_torch_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -309,17 +309,3 @@ def vae_loss(recon: jax.Array, x: jax.Array, mu: jax.Array, logvar: jax.Array) -
     bce = losses.binary_cross_entropy(recon, jnp.reshape(x, jnp.shape(recon)), reduction="sum")
     kld = -0.5 * jnp.sum(1.0 + logvar - mu**2 - jnp.exp(logvar))
     return bce + kld
-
-
-def convert_torch(model: nn.Module, state_dict: Mapping[str, Any]) -> tuple[Params, State]:
-    """``(params, state)`` for a model of this module from PyTorch's ``state_dict``.
-
-    The names are the PyTorch tutorial's and example's, so this is
-    ``nn.load_state_dict(model, state_dict, from_torch=True)``; the MLP models' first
-    Linear reads (H, W, C)-flattened images, PyTorch's order when C = 1.
-
-    Args:
-        model: a DCGANGenerator, DCGANDiscriminator, AutoEncoder or VAE.
-        state_dict: torch tensors or NumPy arrays in PyTorch's layouts.
-    """
-    return nn.load_state_dict(model, state_dict, from_torch=True)

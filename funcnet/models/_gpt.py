@@ -237,6 +237,23 @@ def convert_torch(model: GPT2, state_dict: dict[str, Any]) -> tuple[Params, Stat
     return nn.load_state_dict(model, flat, from_torch=True)
 
 
+def export_torch(model: GPT2, params: Params, state: State | None = None) -> dict[str, Any]:
+    """Hugging Face ``GPT2LMHeadModel``'s ``state_dict`` for ``params`` (NumPy arrays).
+
+    The inverse of :func:`convert_torch`: ``transformer.``-prefixed keys, Conv1D weights
+    (in, out), one entry per block ``h.{i}``, and ``lm_head.weight`` equal to
+    ``wte.weight`` (the tie). The causal-mask buffers are not persistent in current
+    ``transformers`` and are left out.
+    """
+    exported = nn.torch_state_dict(model, params, state)
+    flat = {
+        f"transformer.{key}": value.T if key.endswith(_CONV1D) else value
+        for key, value in exported.items()
+    }
+    flat["lm_head.weight"] = flat["transformer.wte.weight"]
+    return flat
+
+
 def generate(
     model: nn.Module,
     params: Params,

@@ -2,15 +2,13 @@
 
 Parameters are named as torchvision's (``features.0.0.weight``, ``features.1.conv.0.0``,
 ``features.18.1.running_mean``, ``classifier.1.weight``), so a torchvision state dict
-loads by name with :func:`convert_torch`. Images are channels-last, (N, H, W, 3).
+loads by name with ``models.from_torch``. Images are channels-last, (N, H, W, 3).
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +16,6 @@ import jax.numpy as jnp
 from funcnet import nn
 from funcnet.errors import check_ndim
 from funcnet.models._weights import Pretrainable
-from funcnet.nn._module import Params, State
 
 __all__ = ["MobileNetV2", "mobilenet_v2"]
 
@@ -188,15 +185,3 @@ def mobilenet_v2(
         weights: a converted weights file (``.safetensors`` / ``.npz``) ``init`` returns.
     """
     return MobileNetV2(num_classes, width_mult, dropout=dropout, weights=weights)
-
-
-def convert_torch(model: MobileNetV2, state_dict: Mapping[str, Any]) -> tuple[Params, State]:
-    """``(params, state)`` for a :class:`MobileNetV2` from torchvision's state dict.
-
-    The names are torchvision's and the classifier follows global pooling (no flatten
-    reordering), so this is ``nn.load_state_dict(model, state_dict, from_torch=True)``.
-
-    Raises:
-        funcnet.errors.StateDictError: missing, unexpected or mis-shaped entries.
-    """
-    return nn.load_state_dict(model, state_dict, from_torch=True)

@@ -13,7 +13,6 @@ from typing import Any
 
 from funcnet import nn
 from funcnet.models._weights import Pretrainable
-from funcnet.nn._module import Params, State
 
 __all__ = ["MultiTask", "MultiTaskNet"]
 
@@ -98,16 +97,3 @@ class MultiTaskNet(MultiTask):
             weights=weights,
         )
         self.in_features = in_features
-
-
-def convert_torch(model: nn.Module, state_dict: Mapping[str, Any]) -> tuple[Params, State]:
-    """``(params, state)`` for a MultiTask model from a PyTorch ``state_dict``.
-
-    A PyTorch model with ``trunk`` and ``heads`` (an ``nn.ModuleDict``) attributes has
-    the same keys, so this is ``nn.load_state_dict(model, state_dict, from_torch=True)``.
-
-    Args:
-        model: a MultiTask or MultiTaskNet.
-        state_dict: torch tensors or NumPy arrays in PyTorch's layouts.
-    """
-    return nn.load_state_dict(model, state_dict, from_torch=True)

@@ -2,7 +2,7 @@
 
 Every key of torchvision's ``resnet18().state_dict()`` (``conv1.weight``,
 ``layer1.0.bn1.running_mean``, ``layer2.0.downsample.0.weight``, ``fc.bias``, …) names
-the same parameter here, so :func:`convert_torch` loads torchvision's weights by name.
+the same parameter here, so ``models.from_torch`` loads torchvision's weights by name.
 The Bottleneck block strides in its 3x3 convolution (torchvision's "ResNet v1.5").
 Images are channels-last (N, H, W, 3).
 """
@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import ClassVar
 
 import jax
 
 import funcnet.functional as F
 from funcnet import nn
 from funcnet.models._weights import Pretrainable
-from funcnet.nn._module import Params, State
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50"]
 
@@ -160,7 +159,7 @@ class ResNet(Pretrainable):
     Input: (N, H, W, 3) float32. Output: (N, num_classes) float32 logits.
 
     torchvision's weights load with ``models.from_torch(model, tv_model.state_dict())``
-    (:func:`convert_torch`), or from a file converted once by ``funcnet-convert``.
+    (``models.from_torch``), or from a file converted once by ``funcnet-convert``.
 
     Raises:
         ValueError: an unknown ``stem``, or ``layers`` not of length 4.
@@ -240,19 +239,3 @@ def resnet50(*, num_classes: int = 1000, stem: str = "imagenet", weights: Weight
     Input (N, H, W, 3) float32, output (N, num_classes); see :class:`ResNet`.
     """
     return ResNet(Bottleneck, (3, 4, 6, 3), num_classes=num_classes, stem=stem, weights=weights)
-
-
-def convert_torch(model: ResNet, state_dict: Mapping[str, Any]) -> tuple[Params, State]:
-    """``(params, state)`` for ``model`` from a torchvision ResNet's ``state_dict``.
-
-    Names suffice: the global average pooling leaves nothing for a flatten to reorder.
-
-    Args:
-        model: the funcnet ResNet the weights are for.
-        state_dict: torchvision's ``state_dict`` (torch tensors or NumPy arrays).
-
-    Raises:
-        funcnet.errors.StateDictError: listing every missing, unexpected and mis-shaped
-            entry.
-    """
-    return nn.load_state_dict(model, state_dict, from_torch=True)

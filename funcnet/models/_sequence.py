@@ -2,14 +2,13 @@
 
 Both models are the classifiers of PyTorch's text-classification tutorials, with their
 attribute names (``embedding``, ``lstm``, ``pos_embedding``, ``encoder``, ``fc``), so a
-PyTorch model written with those names loads with ``convert_torch``. Inputs are
+PyTorch model written with those names loads with ``models.from_torch``. Inputs are
 batch-first, (N, T) token ids or (N, T, features).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +16,6 @@ import jax.numpy as jnp
 from funcnet import nn
 from funcnet.errors import ShapeError, check_dtype, check_ndim
 from funcnet.models._weights import Pretrainable
-from funcnet.nn._module import Params, State
 
 __all__ = ["LSTMClassifier", "TransformerClassifier"]
 
@@ -190,14 +188,3 @@ class TransformerClassifier(Pretrainable):
         weights = keep.astype(x.dtype)[..., None]
         count = jnp.maximum(jnp.sum(weights, axis=1), 1.0)
         return self.fc(ctx, jnp.sum(x * weights, axis=1) / count)
-
-
-def convert_torch(model: nn.Module, state_dict: dict[str, Any]) -> tuple[Params, State]:
-    """``(params, state)`` for an :class:`LSTMClassifier` or :class:`TransformerClassifier`
-    from a PyTorch state dict (tensors or NumPy arrays) of a model with the same names.
-
-    The names and layouts are torch.nn's (``nn.Embedding``, ``nn.LSTM``,
-    ``nn.TransformerEncoder``, ``nn.Linear``), so this is ``nn.load_state_dict`` with
-    ``from_torch=True``.
-    """
-    return nn.load_state_dict(model, state_dict, from_torch=True)

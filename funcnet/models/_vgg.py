@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 
 from funcnet import nn
 from funcnet.models._weights import Pretrainable
-from funcnet.nn._module import Params, State
 
 __all__ = ["VGG", "vgg11", "vgg11_bn", "vgg16", "vgg16_bn"]
 
@@ -66,7 +65,7 @@ class VGG(Pretrainable):
     factories' ``features`` likewise (kaiming-normal fan_out convolutions, zero biases).
 
     The flatten is channels-last, (7, 7, 512); PyTorch's is (512, 7, 7):
-    :func:`convert_torch` reorders ``classifier.0``'s rows.
+    ``models.from_torch`` reorders ``classifier.0``'s rows.
 
     Args:
         features: the convolutional part, a Sequential ending with 512 channels.
@@ -98,6 +97,10 @@ class VGG(Pretrainable):
             nn.Dropout(dropout),
             _linear(4096, num_classes),
         )
+
+    def torch_flatten_inputs(self) -> dict[str, tuple[int, ...]]:
+        """``classifier.0`` reads PyTorch's (512, 7, 7) flatten (see ``Pretrainable``)."""
+        return {"classifier.0": (512, 7, 7)}
 
     def forward(self, ctx: nn.Context, x: jax.Array) -> jax.Array:
         x = self.avgpool(ctx, self.features(ctx, x))  # (N, 7, 7, 512)
@@ -153,22 +156,3 @@ def vgg16_bn(*, num_classes: int = 1000, dropout: float = 0.5, weights: Weights 
     Input (N, H, W, 3) float32, H, W ≥ 32; output (N, num_classes); see :class:`VGG`.
     """
     return _vgg("D", True, num_classes, dropout, weights)
-
-
-def convert_torch(model: VGG, state_dict: Mapping[str, Any]) -> tuple[Params, State]:
-    """``(params, state)`` for ``model`` from a torchvision VGG's ``state_dict``.
-
-    ``classifier.0`` reads PyTorch's channels-first flatten of the (512, 7, 7) pooled
-    map; its rows are reordered for funcnet's (7, 7, 512) flatten.
-
-    Args:
-        model: the funcnet VGG the weights are for.
-        state_dict: torchvision's ``state_dict`` (torch tensors or NumPy arrays).
-
-    Raises:
-        funcnet.errors.StateDictError: listing every missing, unexpected and mis-shaped
-            entry.
-    """
-    return nn.load_state_dict(
-        model, state_dict, from_torch=True, flatten_inputs={"classifier.0": (512, 7, 7)}
-    )

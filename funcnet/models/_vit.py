@@ -4,7 +4,7 @@ Parameters are named as torchvision's (``conv_proj``, ``class_token``,
 ``encoder.pos_embedding``, ``encoder.layers.encoder_layer_{i}.ln_1``, ``.self_attention``,
 ``.ln_2``, ``.mlp.0``, ``.mlp.3``, ``encoder.ln``, ``heads.head``) with torchvision's
 shapes (``class_token`` (1, 1, D), ``pos_embedding`` (1, S, D)), so a torchvision state
-dict loads with :func:`convert_torch`. Images are channels-last, (N, H, W, 3).
+dict loads with ``models.from_torch``. Images are channels-last, (N, H, W, 3).
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Mapping
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +19,6 @@ import jax.numpy as jnp
 from funcnet import nn
 from funcnet.errors import ShapeError, check_ndim
 from funcnet.models._weights import Pretrainable
-from funcnet.nn._module import Params, State
 
 __all__ = ["VisionTransformer", "vit_tiny"]
 
@@ -229,16 +226,3 @@ def vit_tiny(
     return VisionTransformer(
         image_size, patch_size, 12, 3, 192, 768, num_classes=num_classes, weights=weights
     )
-
-
-def convert_torch(model: VisionTransformer, state_dict: Mapping[str, Any]) -> tuple[Params, State]:
-    """``(params, state)`` for a :class:`VisionTransformer` from torchvision's state dict.
-
-    Every layer is converted by ``nn.load_state_dict(..., from_torch=True)`` (patch
-    embedding and Linear weights to funcnet's layouts, attention's ``in_proj_weight``
-    transposed); ``class_token`` and ``encoder.pos_embedding`` keep torchvision's shapes.
-
-    Raises:
-        funcnet.errors.StateDictError: missing, unexpected or mis-shaped entries.
-    """
-    return nn.load_state_dict(model, state_dict, from_torch=True)

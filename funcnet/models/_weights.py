@@ -47,6 +47,13 @@ class Pretrainable(nn.Module):
         owner = f"{type(self).__name__} from {self.weights}"
         return load_flat(owner, want, read_weights(self.weights))
 
+    def torch_flatten_inputs(self) -> dict[str, tuple[int, ...]] | None:
+        """``{path of a Linear: (C, *spatial)}`` for each Linear that reads a flattened
+        image: PyTorch flattens (C, H, W), funcnet (H, W, C), so ``models.from_torch`` and
+        ``models.to_torch`` reorder those weights' rows (``nn.load_state_dict``'s
+        ``flatten_inputs``). None when there is none."""
+        return None
+
 
 def read_weights(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The flat ``{"conv1.weight": array, ...}`` dict of a weights file (NumPy arrays).

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from funcnet import nn
+from funcnet import models, nn
 from funcnet.errors import ShapeError
 from funcnet.models import (
     VAE,
@@ -23,8 +23,6 @@ from funcnet.models import (
     DCGANGenerator,
     MultiTask,
     MultiTaskNet,
-    _generative,
-    _multitask,
     save_weights,
     vae_loss,
 )
@@ -336,8 +334,8 @@ def test_dcgan_matches_the_pytorch_tutorial(size):
     tg, td = (_randomise(torch, m) for m in _torch_dcgan(torch, nz, ngf, ndf, nc, size))
     g = DCGANGenerator(nz, ngf, nc, image_size=size)
     d = DCGANDiscriminator(nc, ndf, image_size=size)
-    gp, gs = _generative.convert_torch(g, tg.state_dict())
-    dp, ds = _generative.convert_torch(d, td.state_dict())
+    gp, gs = models.from_torch(g, tg.state_dict())
+    dp, ds = models.from_torch(d, td.state_dict())
     z = np.random.default_rng(0).standard_normal((4, nz)).astype(np.float32)
     fake, prob = jax.jit(lambda z: _run_dcgan(g, d, gp, gs, dp, ds, z))(z)
     with torch.no_grad():
@@ -379,7 +377,7 @@ def test_vae_matches_pytorch_examples_vae():
     torch.manual_seed(0)
     tvae = TorchVAE().eval()
     vae = VAE()
-    params, state = _generative.convert_torch(vae, tvae.state_dict())
+    params, state = models.from_torch(vae, tvae.state_dict())
     x = np.random.default_rng(1).uniform(0, 1, (3, 28, 28, 1)).astype(np.float32)
     (recon, mu, logvar), _ = jax.jit(vae.apply)(params, state, x)
     with torch.no_grad():
@@ -411,7 +409,7 @@ def test_multitask_loads_a_pytorch_state_dict():
     torch.manual_seed(0)
     tm = TorchMultiTask()
     model = MultiTaskNet(64, (16,), {"digit": 10, "parity": 2})
-    params, state = _multitask.convert_torch(model, tm.state_dict())
+    params, state = models.from_torch(model, tm.state_dict())
     x = np.random.default_rng(0).uniform(0, 1, (4, 8, 8, 1)).astype(np.float32)
     out, _ = jax.jit(model.apply)(params, state, x)
     with torch.no_grad():

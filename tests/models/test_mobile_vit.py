@@ -17,11 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from funcnet import nn
+from funcnet import models, nn
 from funcnet.errors import ShapeError, StateDictError
-from funcnet.models import _mobilenet, _vit, save_weights
-from funcnet.models._mobilenet import mobilenet_v2
-from funcnet.models._vit import VisionTransformer, vit_tiny
+from funcnet.models import VisionTransformer, _mobilenet, mobilenet_v2, save_weights, vit_tiny
 
 # A small ViT: 32x32 images in 8x8 patches (17 tokens), 2 blocks of width 48.
 SMALL_VIT = {
@@ -33,6 +31,17 @@ SMALL_VIT = {
     "mlp_dim": 96,
     "num_classes": 10,
 }
+
+# torchvision's inverted_residual_setting (t, c, n, s), written out for the reference model
+TORCHVISION_SETTING = [
+    [1, 16, 1, 1],
+    [6, 24, 2, 2],
+    [6, 32, 3, 2],
+    [6, 64, 4, 2],
+    [6, 96, 3, 1],
+    [6, 160, 3, 2],
+    [6, 320, 1, 1],
+]
 
 
 def _count(model):
@@ -174,7 +183,7 @@ def test_vit_weights_file(tmp_path):
 def test_vit_convert_torch_checks_its_own_entries():
     flat = {"encoder.pos_embedding": np.zeros((1, 16, 48), np.float32)}
     with pytest.raises(StateDictError, match="missing keys: class_token") as error:
-        _vit.convert_torch(VIT, flat)
+        models.from_torch(VIT, flat)
     assert "encoder.pos_embedding: expected PyTorch shape (1, 17, 48)" in str(error.value)
 
 
@@ -204,7 +213,7 @@ def _torch_mobilenet_v2(torch):
         def __init__(self):
             super().__init__()
             features, inp = [conv_bn(3, 32, stride=2)], 32
-            for t, c, n, s in _mobilenet._SETTING:
+            for t, c, n, s in TORCHVISION_SETTING:
                 for i in range(n):
                     features.append(InvertedResidual(inp, c, s if i == 0 else 1, t))
                     inp = c
@@ -302,7 +311,7 @@ def test_mobilenet_v2_matches_pytorch():
     reference = _torch_mobilenet_v2(torch)
     _randomise_batch_norms(torch, reference)
     reference.eval()
-    params, state = _mobilenet.convert_torch(MOBILENET, reference.state_dict())
+    params, state = models.from_torch(MOBILENET, reference.state_dict())
     x = _images((2, 32, 32, 3), seed=1)
     y, _, _ = MOBILENET_FORWARD(params, state, x, jax.random.key(0))
     want = _torch_out(torch, reference, x)
@@ -318,7 +327,7 @@ def test_vit_matches_pytorch():
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     reference = _torch_vit(torch, **SMALL_VIT).eval()
-    params, state = _vit.convert_torch(VIT, reference.state_dict())
+    params, state = models.from_torch(VIT, reference.state_dict())
     x = _images((2, 32, 32, 3), seed=1)
     y, _, _ = VIT_FORWARD(params, state, x, jax.random.key(0))
     want = _torch_out(torch, reference, x)

@@ -14,11 +14,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from funcnet import nn
+from funcnet import models, nn
 from funcnet.errors import ShapeError
-from funcnet.models import _gpt, _sequence, save_weights
-from funcnet.models._gpt import GPT2, generate, gpt2_small
-from funcnet.models._sequence import LSTMClassifier, TransformerClassifier
+from funcnet.models import (
+    GPT2,
+    LSTMClassifier,
+    TransformerClassifier,
+    generate,
+    gpt2_small,
+    save_weights,
+)
 
 # A small GPT-2 for forward checks (Hugging Face's config names).
 TINY = {"vocab_size": 100, "n_positions": 32, "n_embd": 64, "n_layer": 2, "n_head": 4}
@@ -233,7 +238,7 @@ def test_lstm_classifier_matches_torch(vocab, layers, bidirectional):
         6, 10, 4, num_layers=layers, vocab_size=vocab, bidirectional=bidirectional
     )
     assert _count(model) == sum(p.numel() for p in ref.parameters())
-    params, _ = _sequence.convert_torch(model, ref.state_dict())
+    params, _ = models.from_torch(model, ref.state_dict())
     rng = np.random.default_rng(1)
     if vocab:
         x = rng.integers(0, vocab, (3, 7)).astype(np.int32)
@@ -276,7 +281,7 @@ def test_transformer_classifier_matches_torch():
         max_len=max_len, pad_id=pad,
     )  # fmt: skip
     assert _count(model) == sum(p.numel() for p in ref.parameters())
-    params, _ = _sequence.convert_torch(model, ref.state_dict())
+    params, _ = models.from_torch(model, ref.state_dict())
     ids = np.random.default_rng(1).integers(1, vocab, (3, 12))
     ids[1, 8:] = pad
     ids[2, 3:] = pad
@@ -394,7 +399,7 @@ def test_gpt2_matches_torch_hugging_face_layout():
     model = GPT2(**TINY)
     n_ref = sum(p.numel() for p in ref.parameters())  # the tied weight counted once
     assert _count(model) == n_ref
-    params, _ = _gpt.convert_torch(model, sd)
+    params, _ = models.from_torch(model, sd)
     ids = np.random.default_rng(1).integers(0, 100, (2, 16))
     got = _eval(model)(params, jnp.asarray(ids, jnp.int32))
     with torch.no_grad():
@@ -407,8 +412,8 @@ def test_gpt2_matches_torch_hugging_face_layout():
         for k, v in sd.items()
         if k.startswith("transformer.")
     }
-    again, _ = _gpt.convert_torch(model, bare)
+    again, _ = models.from_torch(model, bare)
     jax.tree.map(np.testing.assert_array_equal, again, params)
     untied = dict(sd, **{"lm_head.weight": sd["lm_head.weight"] + 1})
     with pytest.raises(ValueError, match="lm_head.weight differs"):
-        _gpt.convert_torch(model, untied)
+        models.from_torch(model, untied)

@@ -21,8 +21,7 @@ import jax
 import numpy as np
 import pytest
 
-from funcnet import nn
-from funcnet.models import _classic, _resnet, _vgg
+from funcnet import models, nn
 
 pytestmark = [pytest.mark.torch, pytest.mark.one_version]
 
@@ -232,48 +231,48 @@ def ref():
 
 def test_mlp(ref):
     torch_model = ref.MLP().eval()
-    model = _classic.MLP(hidden_sizes=(64, 32))
-    assert_same_logits(ref, model, torch_model, _classic.convert_torch, (3, 28, 28, 1))
+    model = models.MLP(hidden_sizes=(64, 32))
+    assert_same_logits(ref, model, torch_model, models.from_torch, (3, 28, 28, 1))
 
 
 def test_lenet5(ref):
     torch_model = ref.LeNet5().eval()
-    assert_same_logits(ref, _classic.LeNet5(), torch_model, _classic.convert_torch, (3, 28, 28, 1))
+    assert_same_logits(ref, models.LeNet5(), torch_model, models.from_torch, (3, 28, 28, 1))
 
 
 def test_tutorial_cnn(ref):
     torch_model = ref.TutorialCNN().eval()
-    model = _classic.TutorialCNN()
-    assert_same_logits(ref, model, torch_model, _classic.convert_torch, (3, 32, 32, 3))
+    model = models.TutorialCNN()
+    assert_same_logits(ref, model, torch_model, models.from_torch, (3, 32, 32, 3))
 
 
 @pytest.mark.parametrize("stem, size", [("imagenet", 64), ("cifar", 32)])
 def test_resnet18(ref, stem, size):
     torch_model = ref.resnet18(num_classes=10)
     torch_model = randomised(ref, ref.cifar(torch_model) if stem == "cifar" else torch_model)
-    model = _resnet.resnet18(num_classes=10, stem=stem)
-    assert_same_logits(ref, model, torch_model, _resnet.convert_torch, (2, size, size, 3))
+    model = models.resnet18(num_classes=10, stem=stem)
+    assert_same_logits(ref, model, torch_model, models.from_torch, (2, size, size, 3))
 
 
 def test_resnet50_bottleneck(ref):
     torch_model = randomised(ref, ref.resnet50(num_classes=10))
-    model = _resnet.resnet50(num_classes=10)
-    assert_same_logits(ref, model, torch_model, _resnet.convert_torch, (2, 64, 64, 3))
+    model = models.resnet50(num_classes=10)
+    assert_same_logits(ref, model, torch_model, models.from_torch, (2, 64, 64, 3))
 
 
 def test_vgg11_bn(ref):
     # 64x64 leaves a 2x2 map, which AdaptiveAvgPool2d((7, 7)) spreads over overlapping
     # bins (PyTorch's floor/ceil bins), and the (512, 7, 7) flatten order matters.
     torch_model = randomised(ref, ref.vgg11_bn(num_classes=10))
-    model = _vgg.vgg11_bn(num_classes=10)
-    assert_same_logits(ref, model, torch_model, _vgg.convert_torch, (2, 64, 64, 3))
+    model = models.vgg11_bn(num_classes=10)
+    assert_same_logits(ref, model, torch_model, models.from_torch, (2, 64, 64, 3))
 
 
 def test_resnet18_torch_state_dict_round_trip(ref):
     torch_model = randomised(ref, ref.resnet18())
     torch_sd = torch_model.state_dict()
-    model = _resnet.resnet18()
-    params, state = _resnet.convert_torch(model, torch_sd)
+    model = models.resnet18()
+    params, state = models.from_torch(model, torch_sd)
     exported = nn.torch_state_dict(model, params, state)
     assert set(exported) == set(torch_sd)
     assert len(exported) == 122  # torchvision's resnet18: 62 parameters, 60 buffers
