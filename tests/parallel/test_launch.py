@@ -76,7 +76,7 @@ def _result(launcher: subprocess.Popen) -> tuple[int, str, str]:
     finally:
         if launcher.poll() is None:
             os.killpg(launcher.pid, signal.SIGKILL)
-            launcher.wait()
+            launcher.communicate()  # reaps it and closes the pipes (no ResourceWarning later)
     return launcher.returncode, out, err
 
 
