@@ -145,7 +145,7 @@ class GPT2(Pretrainable):
     Examples:
         >>> import jax, jax.numpy as jnp
         >>> from funcnet import nn
-        >>> from funcnet.models._gpt import GPT2, gpt2_small
+        >>> from funcnet.models import GPT2, gpt2_small
         >>> shapes, _ = jax.eval_shape(gpt2_small().init, jax.random.key(0))
         >>> nn.num_parameters(shapes)
         124439808
@@ -195,7 +195,8 @@ class GPT2(Pretrainable):
 
 def gpt2_small(*, weights: str | os.PathLike[str] | None = None) -> GPT2:
     """GPT-2 small: 12 layers, 12 heads, d = 768, 1024 positions, 50257 tokens;
-    124,439,808 parameters (Hugging Face's ``gpt2``). See :class:`GPT2`.
+    124,439,808 parameters (Hugging Face's ``gpt2``). Input: (N, T) integer token ids,
+    T ≤ 1024; output: (N, T, 50257) logits. See :class:`GPT2`.
 
     Args:
         weights: a converted weights file (``.safetensors`` / ``.npz``) ``init`` returns.

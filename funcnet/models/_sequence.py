@@ -56,7 +56,7 @@ class LSTMClassifier(Pretrainable):
 
     Examples:
         >>> import jax, jax.numpy as jnp
-        >>> from funcnet.models._sequence import LSTMClassifier
+        >>> from funcnet.models import LSTMClassifier
         >>> model = LSTMClassifier(16, 32, 2, vocab_size=100, bidirectional=True)
         >>> params, state = model.init(jax.random.key(0))
         >>> logits, _ = model.apply(params, state, jnp.ones((4, 9), jnp.int32))
@@ -136,7 +136,7 @@ class TransformerClassifier(Pretrainable):
 
     Examples:
         >>> import jax, jax.numpy as jnp
-        >>> from funcnet.models._sequence import TransformerClassifier
+        >>> from funcnet.models import TransformerClassifier
         >>> model = TransformerClassifier(1000, 3, d_model=32, dim_feedforward=64, pad_id=0)
         >>> params, state = model.init(jax.random.key(0))
         >>> logits, _ = model.apply(params, state, jnp.ones((4, 12), jnp.int32))

@@ -416,3 +416,34 @@ def test_multitask_loads_a_pytorch_state_dict():
         want = tm(torch.from_numpy(x).permute(0, 3, 1, 2))  # C = 1: same flatten order
     for name in ("digit", "parity"):
         np.testing.assert_allclose(out[name], want[name].numpy(), atol=1e-5)
+
+
+@pytest.mark.torch
+@pytest.mark.one_version
+def test_autoencoder_matches_a_pytorch_autoencoder():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    tnn = torch.nn
+
+    class TorchAutoEncoder(tnn.Module):  # the tutorials' MLP autoencoder
+        def __init__(self):
+            super().__init__()
+            self.encoder = tnn.Sequential(
+                tnn.Linear(64, 32), tnn.ReLU(), tnn.Linear(32, 16), tnn.ReLU(), tnn.Linear(16, 8)
+            )
+            self.decoder = tnn.Sequential(
+                tnn.Linear(8, 16), tnn.ReLU(), tnn.Linear(16, 32), tnn.ReLU(),
+                tnn.Linear(32, 64), tnn.Sigmoid(),
+            )  # fmt: skip
+
+        def forward(self, x):
+            return self.decoder(self.encoder(x.view(x.shape[0], -1))).view(x.shape)
+
+    reference = TorchAutoEncoder().eval()
+    model = AutoEncoder(64, (32, 16), 8)
+    params, state = models.from_torch(model, reference.state_dict())
+    x = np.random.default_rng(0).uniform(0, 1, (4, 8, 8, 1)).astype(np.float32)
+    got, _ = model.apply(params, state, x)
+    with torch.no_grad():
+        want = reference(torch.from_numpy(x)).numpy()  # one channel: NHWC and NCHW agree
+    np.testing.assert_allclose(got, want, atol=1e-6)  # sigmoid outputs in (0, 1), float32

@@ -10,6 +10,7 @@ ResNet-18); the MLP's is 784·128 + 128 + 128·10 + 10.
 from __future__ import annotations
 
 import doctest
+import importlib
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +19,6 @@ import pytest
 
 from funcnet import nn
 from funcnet.errors import StateDictError
-from funcnet.models import _classic, _resnet, _vgg
 from funcnet.models._classic import MLP, LeNet5, TutorialCNN
 from funcnet.models._resnet import BasicBlock, ResNet, resnet18, resnet34, resnet50
 from funcnet.models._vgg import VGG, vgg11, vgg11_bn, vgg16, vgg16_bn
@@ -227,7 +227,14 @@ def test_mis_shaped_weights_file_names_the_entry(tmp_path):
         LeNet5(weights=path).init(jax.random.key(0))
 
 
-@pytest.mark.parametrize("module", [_classic, _resnet, _vgg], ids=lambda m: m.__name__)
+ZOO_MODULES = [  # the zoo's modules with Examples in their docstrings
+    importlib.import_module(f"funcnet.models.{name}")
+    for name in ("_classic", "_resnet", "_vgg", "_sequence", "_gpt")
+]
+
+
+@pytest.mark.one_version
+@pytest.mark.parametrize("module", ZOO_MODULES, ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
