@@ -71,6 +71,12 @@ def read_weights(path: str | os.PathLike[str]) -> dict[str, Any]:
         return checkpoint.load_safetensors(path)
     if path.suffix == ".npz":
         return dict(checkpoint.load_params(path, as_numpy=True))
+    if not path.suffix and not path.exists():  # torchvision's "DEFAULT", "IMAGENET1K_V1"
+        raise ValueError(
+            f"weights={str(path)!r}: funcnet downloads nothing; weights= takes the path of a "
+            f"file converted once from the PyTorch checkpoint, e.g. `funcnet-convert "
+            f"resnet18 resnet18-f37072fd.pth resnet18.safetensors` (docs/models.md)"
+        )
     raise ValueError(
         f"{path}: a weights file is .safetensors or .npz, in funcnet's layouts; convert a "
         f"PyTorch or Hugging Face file once with "

@@ -101,6 +101,8 @@ def test_unknown_suffixes_and_broken_files_say_what_to_do(tmp_path):
     pth.write_bytes(b"\x80\x02}q\x00.")
     with pytest.raises(ValueError, match=r"funcnet\.models\.convert"):
         Net(weights=pth).init(jax.random.key(0))
+    with pytest.raises(ValueError, match="funcnet downloads nothing.*funcnet-convert"):
+        Net(weights="IMAGENET1K_V1").init(jax.random.key(0))  # a torchvision weights name
     with pytest.raises(ValueError, match="safetensors or .npz"):
         models.save_weights(tmp_path / "w.pt", *Net().init(jax.random.key(0)))
     broken = tmp_path / "broken.safetensors"
