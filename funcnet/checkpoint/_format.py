@@ -24,6 +24,7 @@ import ml_dtypes
 import numpy as np
 
 from funcnet.checkpoint._errors import CheckpointError, CorruptCheckpointError
+from funcnet.checkpoint._files import shorten
 
 CHECKPOINT_FORMAT = "funcnet.checkpoint"
 PARAMS_FORMAT = "funcnet.params"
@@ -31,6 +32,14 @@ FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 ARRAYS_FILE = "arrays.npz"
 PARAMS_HEADER = "__funcnet__.json"
+MAX_MANIFEST_BYTES = 64 << 20
+"""The largest manifest (or params header) written or read: 64 MiB.
+
+A manifest holds one line per leaf (its path, array name, dtype, shape and a 64-digit
+SHA-256: a few hundred bytes) and small JSON metadata; 64 MiB is over 100,000 leaves,
+hundreds of times what real models have, and still parses in about a second. ``save``
+refuses a larger manifest, so every checkpoint it writes can be read back.
+"""
 
 ARRAY_KINDS = ("array", "prng_key")
 SCALAR_KINDS: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
@@ -165,18 +174,18 @@ class Leaf:
         elif kind in SCALAR_KINDS:
             fields = {"path", "kind", "value"}
         else:
-            raise _bad(f"{where} has an unknown kind {kind!r}")
+            raise _bad(f"{where} has an unknown kind {shorten(kind)}")
         _check_fields(obj, fields, where)
         path = _check_path(obj["path"], f"{where}.path")
         if kind in SCALAR_KINDS:
             return cls(path=path, kind=kind, value=_check_scalar(kind, obj["value"], where))
         key, dtype, sha = obj["key"], obj["dtype"], obj["sha256"]
         if not (isinstance(key, str) and _MEMBER_KEY.fullmatch(key)):
-            raise _bad(f"{where}.key is not a valid array name: {key!r}")
+            raise _bad(f"{where}.key is not a valid array name: {shorten(key)}")
         if not isinstance(dtype, str) or (
             dtype not in NATIVE_DTYPES and dtype not in EXTENDED_DTYPES
         ):
-            raise _bad(f"{where}.dtype is not a known dtype: {dtype!r}")
+            raise _bad(f"{where}.dtype is not a known dtype: {shorten(dtype)}")
         if not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
             raise _bad(f"{where}.sha256 is not a SHA-256 hex digest")
         shape = _check_shape(obj["shape"], f"{where}.shape")
@@ -184,7 +193,7 @@ class Leaf:
         if kind == "prng_key":
             impl, key_shape = obj["impl"], _check_shape(obj["key_shape"], f"{where}.key_shape")
             if not (isinstance(impl, str) and impl.isidentifier()):
-                raise _bad(f"{where}.impl is not a PRNG implementation name: {impl!r}")
+                raise _bad(f"{where}.impl is not a PRNG implementation name: {shorten(impl)}")
             if (
                 dtype != "uint32"
                 or not key_shape
@@ -267,7 +276,7 @@ def _check_scalar(kind: str, value: Any, where: str) -> Any:
         return value
     elif kind in ("bool", "str") and isinstance(value, SCALAR_KINDS[kind]):
         return value
-    raise _bad(f"{where}.value is not a valid {kind}: {value!r}")
+    raise _bad(f"{where}.value is not a valid {kind}: {shorten(value)}")
 
 
 # ---------------------------------------------------------------------------- tree
@@ -300,7 +309,7 @@ def tree_leaf_paths(tree: Any) -> list[tuple[PathEntry, ...]]:
             return
         extra = {"dict": {"keys"}, "namedtuple": {"name", "fields"}, "node": {"class", "keys"}}
         if kind not in ("list", "tuple", *extra):
-            raise _bad(f"{where} has an unknown type {kind!r}")
+            raise _bad(f"{where} has an unknown type {shorten(kind)}")
         _check_fields(node, {"type", "children", *extra.get(kind, ())}, where)
         children = node["children"]
         if not isinstance(children, list):
@@ -374,7 +383,14 @@ def dump_manifest(fields: Mapping[str, Any]) -> bytes:
             lines.append(f' "leaves": [\n{inner}\n ]')
         else:
             lines.append(f" {json.dumps(name)}: {compact(value)}")
-    return ("{\n" + ",\n".join(lines) + "\n}\n").encode("ascii")
+    data = ("{\n" + ",\n".join(lines) + "\n}\n").encode("ascii")
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise CheckpointError(
+            f"the manifest would be {len(data)} bytes, over the format's limit of "
+            f"{MAX_MANIFEST_BYTES}: keep metadata small (store large data as arrays in the "
+            "tree) or save fewer, larger leaves"
+        )
+    return data
 
 
 def manifest_fields(
@@ -424,7 +440,7 @@ def _parse_manifest(data: bytes, fmt: str, what: str) -> Manifest:
         if isinstance(found, str) and found in _FIELDS:
             other = "restore()" if found == CHECKPOINT_FORMAT else "load_params()"
             raise _bad(f"{what} describes a {found} file, not a {fmt}; read it with {other}")
-        raise _bad(f"{what} is not a funcnet manifest (format {found!r}, expected {fmt!r})")
+        raise _bad(f"{what} is not a funcnet manifest (format {shorten(found)}, expected {fmt!r})")
     version = obj.get("format_version")
     if _is_int(version) and version > FORMAT_VERSION:
         raise CheckpointError(
@@ -437,7 +453,7 @@ def _parse_manifest(data: bytes, fmt: str, what: str) -> Manifest:
         raise _bad(f"{what} was modified or is corrupt (its checksum does not match its contents)")
     _check_fields(obj, _COMMON_FIELDS | _FIELDS[fmt], what)
     if version != FORMAT_VERSION:
-        raise _bad(f"{what} has an invalid format_version {version!r}")
+        raise _bad(f"{what} has an invalid format_version {shorten(version)}")
     for name in ("funcnet_version", "created"):
         if not isinstance(obj[name], str):
             raise _bad(f"{what}: {name} must be a str")
@@ -509,8 +525,10 @@ def json_value(value: Any, where: str) -> Any:
         out = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise TypeError(f"{where}: key {key!r} is not a str (JSON object keys are str)")
-            out[key] = json_value(item, f"{where}[{key!r}]")
+                raise TypeError(
+                    f"{where}: key {shorten(key)} is not a str (JSON object keys are str)"
+                )
+            out[key] = json_value(item, f"{where}[{shorten(key)}]")
         return out
     elif isinstance(value, (list, tuple)):
         return [json_value(item, f"{where}[{i}]") for i, item in enumerate(value)]
@@ -530,7 +548,9 @@ def json_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     for name, value in metrics.items():
         number = json_value(value, f"metrics[{name!r}]") if isinstance(name, str) else None
         if not isinstance(name, str) or isinstance(number, bool) or not _is_number(number):
-            raise TypeError(f"metrics[{name!r}] must be a number keyed by a str, got {value!r}")
+            raise TypeError(
+                f"metrics[{name!r}] must be a number keyed by a str, got {shorten(value)}"
+            )
         out[name] = float(number)
     return out
 

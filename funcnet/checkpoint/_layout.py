@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from funcnet.checkpoint._errors import (
     CheckpointNotFoundError,
     CorruptCheckpointError,
 )
+from funcnet.checkpoint._files import read_regular
 from funcnet.checkpoint._format import ARRAYS_FILE, MANIFEST_FILE, Encoded, Manifest
 
 _STEP = re.compile(r"step_(\d{9,})")
@@ -90,9 +92,11 @@ def read_manifest(path: Path, step: int) -> Manifest:
             directory's name or the size of ``arrays.npz``.
     """
     try:
-        data = (path / MANIFEST_FILE).read_bytes()
+        data = read_regular(path / MANIFEST_FILE, MANIFEST_FILE, _format.MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         raise CorruptCheckpointError(f"{MANIFEST_FILE} is missing") from None
+    except CheckpointError:
+        raise
     except OSError as exc:
         raise CorruptCheckpointError(f"cannot read {MANIFEST_FILE} ({exc})") from exc
     manifest = _format.parse_manifest(data, _format.CHECKPOINT_FORMAT, MANIFEST_FILE)
@@ -101,11 +105,14 @@ def read_manifest(path: Path, step: int) -> Manifest:
             f"{MANIFEST_FILE} is for step {manifest.step}, not the directory's step {step}"
         )
     try:
-        size = os.stat(path / ARRAYS_FILE).st_size
+        info = os.stat(path / ARRAYS_FILE)
     except FileNotFoundError:
         raise CorruptCheckpointError(f"{ARRAYS_FILE} is missing") from None
     except OSError as exc:
         raise CorruptCheckpointError(f"cannot read {ARRAYS_FILE} ({exc})") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise CorruptCheckpointError(f"{ARRAYS_FILE} is not a regular file")
+    size = info.st_size
     if size != manifest.arrays_size:
         raise CorruptCheckpointError(
             f"{ARRAYS_FILE} is truncated or was replaced ({size} bytes; the manifest says "

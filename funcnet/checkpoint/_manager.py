@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,7 @@ class CheckpointManager:
         metadata: Mapping[str, Any] | None = None,
         *,
         overwrite: bool = False,
+        keep: Iterable[int] = (),
     ) -> Path:
         """Saves ``tree`` as ``step`` (see ``funcnet.checkpoint.save``), then prunes.
 
@@ -104,6 +105,9 @@ class CheckpointManager:
                 error (a misspelt name would otherwise never keep a best checkpoint).
             metadata: JSON-able data saved with the checkpoint.
             overwrite: replace an existing checkpoint of the same step.
+            keep: steps this save's pruning must not delete, beyond the newest and best
+                ones (``ModelCheckpoint`` keeps the last checkpoint with finite
+                parameters this way).
 
         Returns:
             The checkpoint's directory.
@@ -128,7 +132,8 @@ class CheckpointManager:
         path = save(
             self.directory, tree, step, metadata=metadata, metrics=metrics, overwrite=overwrite
         )
-        _multihost.write_once(self._prune, f"funcnet.checkpoint.prune:{step}")
+        protected = {check_step(s) for s in keep}
+        _multihost.write_once(lambda: self._prune(protected), f"funcnet.checkpoint.prune:{step}")
         return path
 
     def _ranked(self, entries: Mapping[int, tuple[Path, _format.Manifest]]) -> list[int]:
@@ -144,11 +149,12 @@ class CheckpointManager:
         ]
         return [step for _, step in sorted(scored)]
 
-    def _prune(self) -> None:
+    def _prune(self, protected: set[int]) -> None:
         entries = _layout.complete_steps(self.directory)
         steps = sorted(entries)
         keep = set(steps if self.max_to_keep is None else steps[-self.max_to_keep :])
         keep.update(self._ranked(entries)[: self.keep_best])
+        keep.update(protected)
         for step in steps:
             if step not in keep:
                 _layout.delete_step(self.directory, step)

@@ -20,6 +20,7 @@ import numpy as np
 from numpy.lib import format as npy
 
 from funcnet.checkpoint._errors import CheckpointError, CorruptCheckpointError
+from funcnet.checkpoint._files import open_regular, shorten
 from funcnet.checkpoint._format import EXTENDED_DTYPES, NATIVE_DTYPES, Leaf, storage_dtype
 
 _MAX_NPY_HEADER = 10_000
@@ -98,9 +99,11 @@ class ArrayReader:
     def __init__(self, path: Path, label: str) -> None:
         self._label = label
         try:
-            self._file = open(path, "rb")
+            self._file = open_regular(path, label)
         except FileNotFoundError:
             raise _bad(f"{label} is missing") from None
+        except CheckpointError:
+            raise
         except OSError as exc:
             raise _bad(f"cannot open {label} ({exc})") from exc
         try:
@@ -137,7 +140,8 @@ class ArrayReader:
         unexpected = names - {leaf.key + ".npy" for leaf in leaves if leaf.stored} - set(extra)
         if unexpected:
             raise _bad(
-                f"{self._label} holds entries the manifest does not list: {sorted(unexpected)[:5]}"
+                f"{self._label} holds entries the manifest does not list: "
+                f"{shorten(sorted(unexpected)[:5])}"
             )
 
     def read_bytes(self, name: str, limit: int) -> bytes:

@@ -276,7 +276,7 @@ def load_params(
         )
     try:
         with _npz.ArrayReader(path, path.name) as reader:
-            header = reader.read_bytes(_format.PARAMS_HEADER, limit=1 << 30)
+            header = reader.read_bytes(_format.PARAMS_HEADER, limit=_format.MAX_MANIFEST_BYTES)
             manifest = _format.parse_manifest(header, _format.PARAMS_FORMAT, "its header")
             reader.check_members(manifest.leaves, extra=[_format.PARAMS_HEADER])
             tree, skipped = _read_tree(reader, manifest, target, strict, as_numpy, where)

@@ -30,6 +30,7 @@ from funcnet.checkpoint._errors import (
     CheckpointNotFoundError,
     CorruptCheckpointError,
 )
+from funcnet.checkpoint._files import open_regular, shorten
 
 __all__ = ["load_safetensors", "load_safetensors_metadata", "save_safetensors"]
 
@@ -227,7 +228,7 @@ def load_safetensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             the message says what is wrong.
     """
     path = _existing(path)
-    with open(path, "rb") as file:
+    with open_regular(path, str(path)) as file:
         entries, start = _read_header(file, path)
         return {entry.name: _read_tensor(file, start, entry, path) for entry in entries}
 
@@ -242,7 +243,7 @@ def load_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
             ``load_safetensors``.
     """
     path = _existing(path)
-    with open(path, "rb") as file:
+    with open_regular(path, str(path)) as file:
         fields = _header_fields(file, path)
     return dict(fields.get(_METADATA, {}))
 
@@ -291,7 +292,7 @@ def _header_fields(file: IO[bytes], path: Path) -> dict[str, Any]:
         raise _bad(path, f"the header is JSON {type(fields).__name__}, not an object")
     metadata = fields.get(_METADATA, {})
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise _bad(path, f"{_METADATA} must map str to str, got {metadata!r}")
+        raise _bad(path, f"{_METADATA} must map str to str, got {shorten(metadata)}")
     return fields
 
 
@@ -308,7 +309,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise ValueError(f"duplicate key {key!r}")
+            raise ValueError(f"duplicate key {shorten(key)}")
         out[key] = value
     return out
 
@@ -325,9 +326,11 @@ def _read_header(file: IO[bytes], path: Path) -> tuple[list[_Entry], int]:
     position = 0
     for entry in entries:
         if entry.begin < position:
-            raise _bad(path, f"the data of {entry.name!r} overlaps the tensor before it")
+            raise _bad(path, f"the data of {shorten(entry.name)} overlaps the tensor before it")
         if entry.begin > position:
-            raise _bad(path, f"{entry.begin - position} unclaimed bytes before {entry.name!r}")
+            raise _bad(
+                path, f"{entry.begin - position} unclaimed bytes before {shorten(entry.name)}"
+            )
         position = entry.end
     if position != data_size:
         raise _bad(
@@ -342,24 +345,32 @@ def _entry(path: Path, name: str, spec: Any) -> _Entry:
     """One header entry, type- and size-checked."""
     if not isinstance(spec, dict) or set(spec) != {"dtype", "shape", "data_offsets"}:
         raise _bad(
-            path, f"entry {name!r} must have exactly dtype, shape and data_offsets, got {spec!r}"
+            path,
+            f"entry {shorten(name)} must have exactly dtype, shape and data_offsets, "
+            f"got {shorten(spec)}",
         )
     dtype = DTYPES.get(spec["dtype"]) if isinstance(spec["dtype"], str) else None
     if dtype is None:
         raise _bad(
-            path, f"entry {name!r} has unknown dtype {spec['dtype']!r} (known: {', '.join(DTYPES)})"
+            path,
+            f"entry {shorten(name)} has unknown dtype {shorten(spec['dtype'])} "
+            f"(known: {', '.join(DTYPES)})",
         )
     shape, offsets = spec["shape"], spec["data_offsets"]
     if not isinstance(shape, list) or not all(_natural(d) for d in shape):
-        raise _bad(path, f"entry {name!r} has shape {shape!r}, not a list of integers >= 0")
+        raise _bad(
+            path, f"entry {shorten(name)} has shape {shorten(shape)}, not a list of integers >= 0"
+        )
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_natural, offsets))):
-        raise _bad(path, f"entry {name!r} has data_offsets {offsets!r}, not [begin, end]")
+        raise _bad(
+            path, f"entry {shorten(name)} has data_offsets {shorten(offsets)}, not [begin, end]"
+        )
     begin, end = offsets
     nbytes = math.prod(shape) * dtype.itemsize
     if end - begin != nbytes:
         raise _bad(
             path,
-            f"entry {name!r} ({spec['dtype']} {tuple(shape)}) needs {nbytes} bytes but its "
+            f"entry {shorten(name)} ({spec['dtype']} {tuple(shape)}) needs {nbytes} bytes but its "
             f"data_offsets [{begin}, {end}] span {end - begin}",
         )
     return _Entry(name, dtype, tuple(shape), begin, end)
@@ -373,9 +384,9 @@ def _read_tensor(file: IO[bytes], start: int, entry: _Entry, path: Path) -> np.n
     file.seek(start + entry.begin)
     buffer = bytearray(entry.end - entry.begin)
     if file.readinto(buffer) != len(buffer):
-        raise _bad(path, f"the data of {entry.name!r} is cut short")
+        raise _bad(path, f"the data of {shorten(entry.name)} is cut short")
     raw = np.frombuffer(buffer, np.uint8)
     if entry.dtype == np.bool_ and raw.size and raw.max() > 1:
-        raise _bad(path, f"BOOL tensor {entry.name!r} holds bytes other than 0 and 1")
+        raise _bad(path, f"BOOL tensor {shorten(entry.name)} holds bytes other than 0 and 1")
     array = raw.view(entry.dtype.newbyteorder("<")).reshape(entry.shape)
     return array.astype(entry.dtype, copy=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from funcnet import optim
 from funcnet.checkpoint import CheckpointManager
 from funcnet.checkpoint._multihost import barrier
 from funcnet.errors import CheckpointError
+from funcnet.train._progress import LOGGER_NAME
 
 __all__ = [
     "Callback",
@@ -34,6 +36,8 @@ __all__ = [
     "ReduceLROnPlateau",
     "SwapEMAWeights",
 ]
+
+_LOG = logging.getLogger(LOGGER_NAME)
 
 
 class Callback:
@@ -180,6 +184,13 @@ class ModelCheckpoint(Callback):
     checkpoints and, with ``monitor``, the best one. A checkpoint holds everything a
     resume needs: ``restore_training(directory, state, loader)`` puts it back.
 
+    Each save records in its metadata whether the parameters were all finite
+    (``"params_finite"``, checked on the host as the state is saved). The last checkpoint
+    with finite parameters is never pruned in favour of newer non-finite ones (with
+    ``on_nonfinite="ignore"`` a diverged run would otherwise keep only NaN checkpoints);
+    a warning on the ``funcnet.train`` logger says so when it is kept beyond
+    ``max_to_keep``.
+
     Args:
         directory: the checkpoint directory.
         monitor: an epoch log key to keep the best checkpoint by (None: keep the last ones).
@@ -205,6 +216,8 @@ class ModelCheckpoint(Callback):
         self.every_n_steps = every_n_steps
         self.overwrite = overwrite
         self._last_periodic = 0
+        self._finite_step: int | None = None
+        self._kept_said: int | None = None
         self.manager = CheckpointManager(
             directory, max_to_keep=max_to_keep, best_metric=monitor, best_mode=mode
         )
@@ -223,19 +236,58 @@ class ModelCheckpoint(Callback):
             )
         for step in later:
             self.manager.delete(step)
+        self._finite_step = self._last_finite_saved()
+
+    def _last_finite_saved(self) -> int | None:
+        """The newest saved step whose parameters were finite (older saves: assumed)."""
+        for step in reversed(self.manager.all_steps()):
+            if self.manager.restore_metadata(step).get("params_finite", True):
+                return step
+        return None
 
     def _save(self, loop: Any, logs: dict[str, Any]) -> None:
         loader = loop.train_loader
+        finite = bool(optim.all_finite(loop.state.params))
         metadata = {
             "epoch": loop.epoch,
             "loader": loader.state_dict() if hasattr(loader, "state_dict") else None,
+            "params_finite": finite,
         }
         metrics = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)} or None
         # An epoch that ends right after a periodic save saves the same step again, now
         # with the epoch's metrics: that version replaces the other.
         again = self.manager.latest_step() == loop.step
+        if finite:
+            self._finite_step = loop.step
+        keep = () if self._finite_step is None else (self._finite_step,)
         self.manager.save(
-            loop.step, _arrays_of(loop.state), metrics=metrics, metadata=metadata, overwrite=again
+            loop.step,
+            _arrays_of(loop.state),
+            metrics=metrics,
+            metadata=metadata,
+            overwrite=again,
+            keep=keep,
+        )
+        if not finite:
+            self._say_kept(loop.step)
+
+    def _say_kept(self, step: int) -> None:
+        """Warns (once per kept step) when the last finite checkpoint outlives max_to_keep."""
+        kept, limit = self._finite_step, self.manager.max_to_keep
+        if kept is None or limit is None or kept == self._kept_said:
+            return
+        if kept in self.manager.all_steps()[-limit:]:
+            return
+        self._kept_said = kept
+        _LOG.warning(
+            "ModelCheckpoint: the parameters at step %d are not finite; keeping step %d, "
+            "the last checkpoint with finite parameters, beyond max_to_keep=%d in %s "
+            "(restore it with restore_training(..., step=%d))",
+            step,
+            kept,
+            self.manager.max_to_keep,
+            self.manager.directory,
+            kept,
         )
 
     def on_fetch(self, loop: Any, logs: dict[str, Any]) -> None:

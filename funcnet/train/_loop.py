@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -11,10 +12,12 @@ from funcnet.errors import FuncnetError
 from funcnet.train._callbacks import Callback
 from funcnet.train._epoch_metrics import HIDDEN, EpochMetrics
 from funcnet.train._history import History
-from funcnet.train._progress import Progress
+from funcnet.train._progress import LOGGER_NAME, Progress
 from funcnet.train._state import TrainState
 
 __all__ = ["Loop", "NonFiniteLossError"]
+
+_LOG = logging.getLogger(LOGGER_NAME)
 
 
 class NonFiniteLossError(FuncnetError, FloatingPointError):
@@ -35,6 +38,8 @@ class Loop:
         metrics: the current epoch's :class:`EpochMetrics` (running means and the streaming
             accumulators' states).
         last_finite: ``(step, loss)`` of the last step with a finite loss, or None.
+        skipped_steps: with ``on_nonfinite="skip"``, the current epoch's steps skipped for
+            a non-finite loss or gradient (in the epoch logs as ``skipped_steps``).
         stop_training: set it to True to end fit after the current metrics fetch.
     """
 
@@ -58,6 +63,7 @@ class Loop:
         self.callbacks, self.progress = callbacks, progress
         self.on_nonfinite = on_nonfinite
         self.last_finite: tuple[int, float] | None = None
+        self.skipped_steps = 0
         self.stop_training = False
         self._pending: list[dict[str, Any]] = []
         self._seen = 0
@@ -67,6 +73,7 @@ class Loop:
         """Resets the epoch's metrics and counters; ``done`` batches are already behind."""
         self.epoch, self.batch_in_epoch = epoch, done
         self.metrics.reset()
+        self.skipped_steps = 0
         self._seen, self._started = 0, time.perf_counter()
         self.callbacks.on_epoch_begin(self)
         self.progress.start_epoch(epoch, total, done)
@@ -95,9 +102,12 @@ class Loop:
         first = self.step - len(host) + 1
         finite = [self._check(first + i, values) for i, values in enumerate(host)]
         self.metrics.extend(v for v, ok in zip(host, finite) if ok)
+        self.skipped_steps += finite.count(False)
         for i, values in enumerate(host):
             self._seen += int(values.get("count", 0))
             record = {k: float(v) for k, v in values.items() if k not in HIDDEN}
+            if "finite" in values:  # a guarded step: say whether its update was skipped
+                record["skipped"] = max(record.get("skipped", 0.0), float(not finite[i]))
             self.history.steps.append({"step": first + i, "epoch": self.epoch, **record})
         logs = {**self.metrics.means(last=sum(finite)), "samples/s": round(self._rate())}
         self.progress.update(self.epoch, self.batch_in_epoch, len(host), logs)
@@ -116,6 +126,18 @@ class Loop:
             )
         return False
 
+    def _warn_skipped(self) -> None:
+        if self.skipped_steps:
+            _LOG.warning(
+                "epoch %d: %d step(s) skipped for a non-finite loss or gradient "
+                '(on_nonfinite="skip"); %s. The same batches fail every epoch: lower the '
+                "learning rate, clip gradients (funcnet.optim.clip_grad_norm) or check "
+                "the data",
+                self.epoch,
+                self.skipped_steps,
+                self._last_finite_text(),
+            )
+
     def _last_finite_text(self) -> str:
         if self.last_finite is None:
             return "no step had a finite loss"
@@ -131,6 +153,9 @@ class Loop:
         logs: dict[str, Any] = {"epoch": self.epoch, **self.metrics.results(), **eval_logs}
         if lr is not None:
             logs["lr"] = lr
+        if self.on_nonfinite == "skip":
+            logs["skipped_steps"] = self.skipped_steps
+            self._warn_skipped()
         logs["time"] = time.perf_counter() - self._started
         logs["samples_per_s"] = self._rate()
         self.history.epochs.append(logs)

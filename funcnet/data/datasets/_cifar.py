@@ -38,13 +38,14 @@ def read_cifar_bin(path: str | os.PathLike, num_classes: int = 10) -> tuple[np.n
             out of range; the message names the file.
     """
     path = Path(path)
-    raw = read_bytes(path)
+    raw = read_bytes(path, RECORDS_PER_FILE * _RECORD)  # a gzip bomb stops one byte past
     expected = RECORDS_PER_FILE * _RECORD
     if len(raw) != expected:
         problem = "truncated" if len(raw) < expected else "too long"
+        size = f"{len(raw)} bytes" if len(raw) < expected else "more bytes"
         raise CorruptFileError(
             path,
-            f"{problem}: {len(raw)} bytes, a CIFAR-10 binary batch file has {expected} "
+            f"{problem}: {size}, a CIFAR-10 binary batch file has {expected} "
             f"({RECORDS_PER_FILE} records of {_RECORD} bytes)",
         )
     records = np.frombuffer(raw, np.uint8).reshape(RECORDS_PER_FILE, _RECORD)

@@ -9,8 +9,9 @@ import os
 import tempfile
 import urllib.request
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 __all__ = ["CorruptFileError"]
 
@@ -58,15 +59,59 @@ def missing_files_error(
     )
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped when it starts with the gzip magic number."""
-    raw = path.read_bytes()
-    if raw[:2] != b"\x1f\x8b":
-        return raw
+@contextlib.contextmanager
+def open_data(path: Path) -> Iterator[IO[bytes]]:
+    """``path`` opened for reading, through a gunzipping stream when it starts with the
+    gzip magic number: reads decompress only as much as they return."""
+    with path.open("rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        if not gzipped:
+            yield raw
+            return
+        with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+            yield stream
+
+
+def read_at_most(path: Path, stream: IO[bytes], size: int) -> bytes:
+    """Up to ``size`` bytes of ``stream``; a damaged gzip stream raises CorruptFileError."""
     try:
-        return gzip.decompress(raw)
+        return stream.read(size)
     except (OSError, EOFError, zlib.error) as e:
         raise CorruptFileError(path, f"not a valid gzip file ({e})") from e
+
+
+def content_bound(path: Path, stream: IO[bytes]) -> int:
+    """The most bytes ``stream`` can yield: the file's size, or for a gzip stream that
+    times deflate's largest compression ratio (1032:1)."""
+    size = path.stat().st_size
+    return size * 1032 if isinstance(stream, gzip.GzipFile) else size
+
+
+def read_bytes(path: Path, limit: int | None = None) -> bytes:
+    """The file's bytes (gunzipped when it starts with the gzip magic number); with a
+    ``limit``, at most ``limit + 1`` of them, so that a longer file or a gzip bomb is never
+    read further (one byte past the limit shows that the file is too long)."""
+    with open_data(path) as stream:
+        return read_at_most(path, stream, -1 if limit is None else limit + 1)
+
+
+def check_md5(path: Path, expected: str, what: str) -> None:
+    """Raises CorruptFileError unless ``path`` has the published MD5 ``expected``.
+
+    Args:
+        path: the file.
+        expected: the published checksum.
+        what: the dataset's name, for the message (``"MNIST"``).
+    """
+    got = md5_of(path)
+    if got != expected:
+        raise CorruptFileError(
+            path,
+            f"its MD5 is {got}, not the published {expected} of {what}'s {path.name}: the "
+            "file was modified or belongs to another dataset. Delete it and download it again "
+            "(download=True), or pass verify=False to load a modified copy on purpose",
+        )
 
 
 def md5_of(path: Path) -> str:

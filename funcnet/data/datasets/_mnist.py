@@ -9,10 +9,13 @@ from typing import ClassVar
 import numpy as np
 
 from .._dataset import ArrayDataset
-from ._files import CorruptFileError, download, locate, missing_files_error
+from ._files import CorruptFileError, check_md5, download, locate, missing_files_error
 from ._idx import read_idx
 
 __all__ = ["MNIST", "FashionMNIST"]
+
+_COUNTS = {True: 60_000, False: 10_000}
+"""Images in each split of the published files: they bound what a file may declare."""
 
 
 class _IDXImages(ArrayDataset):
@@ -27,7 +30,13 @@ class _IDXImages(ArrayDataset):
         False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
     }
 
-    def __init__(self, root: str | os.PathLike, train: bool = True, download: bool = False):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        train: bool = True,
+        download: bool = False,
+        verify: bool = True,
+    ):
         self.root = Path(root)
         self.train = train
         folder = self.root / self.name / "raw"  # torchvision's layout, so its downloads work
@@ -47,7 +56,12 @@ class _IDXImages(ArrayDataset):
                 " or ".join(self.urls),
             )
         images_path, labels_path = (found[n] for n in names)
-        images, labels = read_idx(images_path), read_idx(labels_path)
+        count = _COUNTS[train]
+        images = read_idx(images_path, max_bytes=count * 28 * 28)
+        labels = read_idx(labels_path, max_bytes=count)
+        if verify:
+            for path, array in ((images_path, images), (labels_path, labels)):
+                self._verify(path, array, count)
         _expect(images_path, images, 3, (28, 28))
         _expect(labels_path, labels, 1, ())
         if len(images) != len(labels):
@@ -61,6 +75,13 @@ class _IDXImages(ArrayDataset):
                 f"label {int(labels.max())} is out of range for {len(self.classes)} classes",
             )
         super().__init__(images[..., None], labels.astype(np.int32))
+
+    def _verify(self, path: Path, array: np.ndarray, count: int) -> None:
+        """Checks the published MD5 of a gzipped file that claims to be the published one
+        (it holds the published number of items); plain files have no published MD5."""
+        expected = self.md5.get(path.name)
+        if expected is not None and len(array) == count:
+            check_md5(path, expected, self.name)
 
     @property
     def images(self) -> np.ndarray:
@@ -106,11 +127,17 @@ class MNIST(_IDXImages):
         train: the training split, else the test split.
         download: fetch missing files (from a mirror of http://yann.lecun.com/exdb/mnist/,
             as torchvision does) into ``root/MNIST/raw``, verifying their MD5 checksums.
+        verify: check the published MD5 of each gzipped file that holds the published
+            number of images (about 15 ms for the training split); a mismatch raises
+            CorruptFileError naming the file. Uncompressed files have no published
+            checksum and are not verified.
 
     Raises:
         FileNotFoundError: files missing; the message lists them, where to put them, and
             where they come from.
-        CorruptFileError: a truncated or corrupt file (named in the message).
+        CorruptFileError: a truncated or corrupt file, one larger than the published
+            file, or (with ``verify``) a published file whose MD5 differs (named in the
+            message).
     """
 
     name = "MNIST"
@@ -140,11 +167,15 @@ class FashionMNIST(_IDXImages):
         download: fetch missing files from
             http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/ into
             ``root/FashionMNIST/raw``, verifying their MD5 checksums.
+        verify: check the published MD5 of each gzipped file that holds the published
+            number of images, as for :class:`MNIST`.
 
     Raises:
         FileNotFoundError: files missing; the message lists them, where to put them, and
             where they come from.
-        CorruptFileError: a truncated or corrupt file (named in the message).
+        CorruptFileError: a truncated or corrupt file, one larger than the published
+            file, or (with ``verify``) a published file whose MD5 differs (named in the
+            message).
     """
 
     name = "FashionMNIST"
