@@ -10,10 +10,11 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from ._base import GradientTransformation, Params, Updates
-from ._hyperparams import _is_number, with_hyperparams
+from ._hyperparams import with_hyperparams
 from ._masking import Selector
-from ._recipe import LR, check_args, decay, recipe, resolve_lr, steps
+from ._recipe import LR, decay, recipe, resolve_lr, steps
 from ._transforms import _zeros_like, scale_by_lr
+from ._validate import check_args
 
 
 class ScaleByAdadeltaState(NamedTuple):
@@ -104,8 +105,6 @@ def adadelta(
     """
     lr, in_state = resolve_lr("adadelta", lr, learning_rate, 1.0, in_state)
     check_args("adadelta", in_state, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay)
-    if _is_number(rho) and rho > 1:
-        raise ValueError(f"adadelta: rho must be in [0, 1], got {rho}")
 
     def build(lr, rho, eps, weight_decay, maximize, mask):
         wd = decay(weight_decay, mask)

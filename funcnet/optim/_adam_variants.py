@@ -17,8 +17,9 @@ from ._base import GradientTransformation, Params, Updates
 from ._base import safe_increment as _inc
 from ._hyperparams import with_hyperparams
 from ._masking import Selector
-from ._recipe import LR, check_args, decay, recipe, resolve_lr, steps
+from ._recipe import LR, decay, recipe, resolve_lr, steps
 from ._transforms import ScaleByAdamState, _one_minus_pow, _zeros_like, scale_by_lr
+from ._validate import check_args, check_pair
 
 
 class ScaleByAdamaxState(NamedTuple):
@@ -265,7 +266,8 @@ def adamax(
         The optimizer: ``chain(add_weight_decay, scale_by_adamax, scale_by_lr)``.
     """
     lr, in_state = resolve_lr("adamax", lr, learning_rate, 2e-3, in_state)
-    check_args("adamax", in_state, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    betas = check_pair("adamax", "betas", betas)
+    check_args("adamax", in_state, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
     def build(lr, betas, eps, weight_decay, maximize, mask):
         direction = scale_by_adamax(betas, eps)
@@ -273,7 +275,7 @@ def adamax(
 
     values = dict(
         lr=lr,
-        betas=tuple(betas),
+        betas=betas,
         eps=eps,
         weight_decay=weight_decay,
         maximize=maximize,
@@ -322,11 +324,12 @@ def nadam(
         after `scale_by_nadam` when decoupled).
     """
     lr, in_state = resolve_lr("nadam", lr, learning_rate, 2e-3, in_state)
+    betas = check_pair("nadam", "betas", betas)
     check_args(
         "nadam",
         in_state,
         lr=lr,
-        betas=tuple(betas),
+        betas=betas,
         eps=eps,
         weight_decay=weight_decay,
         momentum_decay=momentum_decay,
@@ -338,7 +341,7 @@ def nadam(
 
     values = dict(
         lr=lr,
-        betas=tuple(betas),
+        betas=betas,
         eps=eps,
         weight_decay=weight_decay,
         momentum_decay=momentum_decay,
@@ -388,7 +391,8 @@ def radam(
         after `scale_by_radam` when decoupled).
     """
     lr, in_state = resolve_lr("radam", lr, learning_rate, 1e-3, in_state)
-    check_args("radam", in_state, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    betas = check_pair("radam", "betas", betas)
+    check_args("radam", in_state, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
     def build(lr, betas, eps, weight_decay, decoupled, maximize, mask):
         direction = scale_by_radam(betas, eps)
@@ -396,7 +400,7 @@ def radam(
 
     values = dict(
         lr=lr,
-        betas=tuple(betas),
+        betas=betas,
         eps=eps,
         weight_decay=weight_decay,
         decoupled=decoupled_weight_decay,

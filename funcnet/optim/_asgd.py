@@ -13,8 +13,9 @@ from ._base import GradientTransformation, OptState, Params, Updates, require_pa
 from ._base import safe_increment as _inc
 from ._hyperparams import with_hyperparams
 from ._masking import Selector
-from ._recipe import LR, check_args, decay, recipe, resolve_lr, steps
+from ._recipe import LR, decay, recipe, resolve_lr, steps
 from ._transforms import _zeros_like
+from ._validate import check_args
 
 
 class AsgdState(NamedTuple):

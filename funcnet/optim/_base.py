@@ -19,6 +19,8 @@ from typing import Any, NamedTuple, Protocol
 import jax
 import jax.numpy as jnp
 
+from ._checks import checked
+
 Params = Any
 """A pytree of arrays, e.g. ``{"fc1": {"weight": (784, 128), "bias": (128,)}}``."""
 Updates = Any
@@ -139,25 +141,28 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
     inits = tuple(tx.init for tx in transforms)
     updates_fns = tuple(tx.update for tx in transforms)
 
-    def init(params: Params) -> tuple[OptState, ...]:
-        return tuple(fn(params) for fn in inits)
-
-    def update(
-        grads: Updates, state: tuple[OptState, ...], params: Params | None = None
-    ) -> tuple[Updates, tuple[OptState, ...]]:
+    def check_state(state: Any) -> None:
         if not isinstance(state, tuple) or len(state) != len(updates_fns):
             got = f"a {len(state)}-tuple" if isinstance(state, tuple) else type(state).__name__
             raise ValueError(
                 f"chain of {len(updates_fns)} transforms got a state that is {got}: "
                 "pass the state made by this optimizer's init."
             )
+
+    def init(params: Params) -> tuple[OptState, ...]:
+        return tuple(fn(params) for fn in inits)
+
+    def update(
+        grads: Updates, state: tuple[OptState, ...], params: Params | None = None
+    ) -> tuple[Updates, tuple[OptState, ...]]:
+        check_state(state)
         new_state = []
         for fn, s in zip(updates_fns, state):
             grads, s = fn(grads, s, params)
             new_state.append(s)
         return grads, tuple(new_state)
 
-    return GradientTransformation(init, update)
+    return checked("chain", GradientTransformation(init, update), check_state=check_state)
 
 
 def apply_updates(params: Params, updates: Updates) -> Params:

@@ -23,6 +23,7 @@ from ._base import (
     require_params,
     safe_increment,
 )
+from ._checks import checked
 from ._hyperparams import _is_number
 
 
@@ -145,7 +146,7 @@ def with_ema(tx: GradientTransformation, decay: float = 0.999) -> GradientTransf
         )
         return updates, EmaState(safe_increment(state.n_averaged), ema, inner_state)
 
-    return GradientTransformation(init, update)
+    return checked("with_ema", GradientTransformation(init, update))
 
 
 def _is_ema(x: Any) -> bool:

@@ -27,6 +27,7 @@ from ._base import (
     stateless,
     zeros_like_updates,
 )
+from ._checks import checked
 
 
 def all_finite(tree: Updates) -> jax.Array:
@@ -207,4 +208,4 @@ def skip_nonfinite(opt: GradientTransformation) -> GradientTransformation:
         skipped = jnp.where(finite, state.num_skipped, safe_increment(state.num_skipped))
         return updates, SkipNonfiniteState(skipped, finite, inner_state)
 
-    return GradientTransformation(init, update)
+    return checked("skip_nonfinite", GradientTransformation(init, update))

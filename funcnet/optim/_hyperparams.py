@@ -22,7 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._base import GradientTransformation, OptState, Params, Updates, safe_increment
+from ._checks import checked
 from ._masking import FrozenState, ParamGroupsState
+from ._validate import check_known
 
 _LR_NAMES = ("lr", "learning_rate")  # funcnet's name, then optax's
 
@@ -255,7 +257,8 @@ def inject_hyperparams(
             else:
                 values[key] = value
         in_state = [k for k, v in values.items() if k not in static and _injectable(v)]
-        return with_hyperparams(lambda **kw: factory(**kw), values, in_state, name)
+        tx = with_hyperparams(lambda **kw: factory(**kw), values, in_state, name)
+        return checked(name, tx)
 
     return make
 
@@ -375,7 +378,9 @@ def set_hyperparams(opt_state: OptState, *, group: int | None = None, **values: 
         The new state; the given one is not modified.
 
     Raises:
-        ValueError: no targeted group stores one of the names, or ``group`` is out of range.
+        ValueError: no targeted group stores one of the names, ``group`` is out of range,
+            or a value is out of its optimizer's range (``lr=-1``, ``lr=nan``; as at
+            construction, see `funcnet.optim._validate.RANGES`).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -385,6 +390,7 @@ def set_hyperparams(opt_state: OptState, *, group: int | None = None, **values: 
         >>> round(float(optim.current_lr(state)), 6)
         0.01
     """
+    check_known("set_hyperparams", values)
     nodes = _nodes(opt_state)
     if not nodes:
         raise ValueError("this optimizer state stores no hyper-parameters (see current_lr)")

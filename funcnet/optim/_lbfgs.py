@@ -25,8 +25,10 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from ._base import Params
-from ._hyperparams import _is_number, hyperparameters_only
+from ._checks import check_float_params
+from ._hyperparams import hyperparameters_only
 from ._recipe import resolve_lr
+from ._validate import check_value
 
 LossFn = Callable[[Params], jax.Array]
 _C1, _C2, _LS_TOLERANCE = 1e-4, 0.9, 1e-9  # PyTorch's _strong_wolfe defaults, always used
@@ -142,8 +144,9 @@ def lbfgs(
         (13.0, [1.0, 1.0])
     """
     lr, _ = resolve_lr("lbfgs", lr, learning_rate, 1.0, ())
-    if callable(lr) or (_is_number(lr) and lr < 0):
+    if callable(lr):
         raise ValueError(f"lbfgs: lr must be a number >= 0, got {lr!r}")
+    check_value("lbfgs", "lr", lr)
     if line_search_fn not in (None, "strong_wolfe"):
         raise ValueError(
             f"lbfgs: line_search_fn must be None or 'strong_wolfe', got {line_search_fn!r}"
@@ -169,6 +172,7 @@ def lbfgs(
 
 
 def _init(config: _Config, params: Params) -> LbfgsState:
+    check_float_params("lbfgs", params)
     x, _ = ravel_pytree(params)
     n, size, dtype = x.size, config.history_size, x.dtype
 

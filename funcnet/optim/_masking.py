@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._base import GradientTransformation, OptState, Params, Updates
+from ._checks import checked
 
 Selector: TypeAlias = str | Sequence[str] | Callable[[Params], Any] | Any
 """A glob pattern (or several), a pytree of booleans, or ``params -> pytree of booleans``."""
@@ -235,7 +236,7 @@ def param_groups(
             new_states.append(s)
         return treedef.unflatten(merged), ParamGroupsState(tuple(new_states))
 
-    return GradientTransformation(init, update)
+    return checked("param_groups", GradientTransformation(init, update))
 
 
 class MaskedState(NamedTuple):
@@ -274,7 +275,7 @@ def masked(inner: GradientTransformation, mask: Selector) -> GradientTransformat
         merged = [u if lab == 0 else g for u, g, lab in zip(new, leaves, labels)]
         return treedef.unflatten(merged), MaskedState(inner_state)
 
-    return GradientTransformation(init, update)
+    return checked("masked", GradientTransformation(init, update))
 
 
 class FrozenState(NamedTuple):

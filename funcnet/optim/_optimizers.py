@@ -25,7 +25,7 @@ from jax.typing import ArrayLike
 from ._base import GradientTransformation, identity
 from ._hyperparams import with_hyperparams
 from ._masking import Selector
-from ._recipe import LR, check_args, decay, recipe, resolve_lr, steps
+from ._recipe import LR, decay, recipe, resolve_lr, steps
 from ._transforms import (
     is_static_zero,
     scale_by_adagrad,
@@ -34,6 +34,7 @@ from ._transforms import (
     scale_by_rms,
     trace,
 )
+from ._validate import check_args, check_pair
 
 
 @recipe
@@ -127,7 +128,8 @@ def _adam_like(
     weight_decay_mask: Selector | None,
     in_state: tuple[str, ...],
 ) -> GradientTransformation:
-    check_args(name, in_state, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    betas = check_pair(name, "betas", betas)
+    check_args(name, in_state, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
     def build(lr, betas, eps, weight_decay, amsgrad, maximize, weight_decay_mask):
         wd = decay(weight_decay, weight_decay_mask)
@@ -138,7 +140,7 @@ def _adam_like(
 
     values = dict(
         lr=lr,
-        betas=tuple(betas),
+        betas=betas,
         eps=eps,
         weight_decay=weight_decay,
         amsgrad=amsgrad,

@@ -8,6 +8,7 @@ decay, and ``in_state=`` (which hyper-parameters live in the optimizer state).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,34 +16,14 @@ import jax
 from jax.typing import ArrayLike
 
 from ._base import GradientTransformation, Schedule, chain, identity
-from ._hyperparams import _is_number, hyperparameters_only
+from ._checks import checked
+from ._hyperparams import hyperparameters_only
 from ._masking import Selector
 from ._transforms import add_weight_decay, is_static_zero, scale
+from ._validate import check_args as check_args
 
 LR = float | ArrayLike | Schedule
 """A learning rate: a number, a JAX scalar, or a schedule ``count -> lr``."""
-
-
-def check_args(name: str, in_state: Sequence[str], **values: Any) -> None:
-    """PyTorch's argument checks on the Python numbers; schedules only where they can run.
-
-    Every number must be >= 0, and each of ``betas`` in [0, 1). A schedule is allowed for
-    the lr, and for another hyper-parameter only when it is named in ``in_state``.
-    """
-    for key, value in values.items():
-        leaves = value if isinstance(value, tuple) else (value,)
-        if key != "lr" and key not in in_state and any(callable(v) for v in leaves):
-            raise ValueError(
-                f"{name}: {key} is a schedule, which needs {key!r} in in_state "
-                f"(e.g. in_state=('lr', {key!r}))"
-            )
-        for v in leaves:
-            if not _is_number(v):
-                continue
-            if key == "betas" and not 0.0 <= v < 1.0:
-                raise ValueError(f"{name}: each of {key} must be in [0, 1), got {value}")
-            if v < 0:
-                raise ValueError(f"{name}: {key} must be >= 0, got {value}")
 
 
 def resolve_lr(
@@ -84,8 +65,14 @@ def decay(weight_decay: ArrayLike, mask: Selector | None) -> GradientTransformat
 
 
 def recipe(fn: Callable[..., GradientTransformation]) -> Callable[..., GradientTransformation]:
-    """Mark an optimizer factory: it refuses parameters where its lr goes, and it keeps
-    hyper-parameters in the state itself (`inject_hyperparams` refuses to wrap it)."""
-    wrapped = hyperparameters_only(fn)
+    """Mark an optimizer factory: it refuses parameters where its lr goes, it keeps
+    hyper-parameters in the state itself (`inject_hyperparams` refuses to wrap it), and its
+    optimizers are `checked` (float parameters at init; gradients and state at update)."""
+
+    @functools.wraps(fn)
+    def build(*args: Any, **kwargs: Any) -> GradientTransformation:
+        return checked(fn.__name__, fn(*args, **kwargs), float_params=True)
+
+    wrapped = hyperparameters_only(build)
     wrapped._funcnet_in_state = True  # type: ignore[attr-defined]
     return wrapped

@@ -10,9 +10,10 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from ._base import GradientTransformation, Params, Updates
-from ._hyperparams import _is_number, hyperparameters_only, with_hyperparams
-from ._recipe import LR, check_args, recipe, resolve_lr, steps
+from ._hyperparams import hyperparameters_only, with_hyperparams
+from ._recipe import LR, recipe, resolve_lr, steps
 from ._transforms import _zeros_like, scale
+from ._validate import check_args, check_pair
 
 
 class ScaleByRpropState(NamedTuple):
@@ -108,15 +109,16 @@ def rprop(
             schedule.
     """
     lr, in_state = resolve_lr("rprop", lr, learning_rate, 1e-2, in_state)
-    etas, step_sizes = tuple(etas), tuple(step_sizes)
+    etas, step_sizes = (
+        check_pair("rprop", "etas", etas),
+        check_pair("rprop", "step_sizes", step_sizes),
+    )
     check_args("rprop", in_state, lr=lr, etas=etas, step_sizes=step_sizes)
     if callable(lr):
         raise ValueError(
             "rprop: the lr only sets the initial step sizes (as in PyTorch), so a schedule "
             "would have no effect; give a number"
         )
-    if all(_is_number(e) for e in etas) and not 0.0 < etas[0] < 1.0 < etas[1]:
-        raise ValueError(f"rprop: etas must satisfy 0 < etas[0] < 1 < etas[1], got {etas}")
 
     def build(lr, etas, step_sizes, maximize):
         return steps(maximize, scale_by_rprop(lr, etas, step_sizes), scale(-1.0))

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from ._base import GradientTransformation, OptState, Params, Updates, zeros_like_updates
+from ._checks import checked
 
 
 class AccumulateState(NamedTuple):
@@ -91,4 +92,4 @@ def accumulate(k: int, opt: GradientTransformation) -> GradientTransformation:
         micro_step = jnp.where(last, 0, state.micro_step + 1).astype(jnp.int32)
         return updates, AccumulateState(micro_step, acc, inner_state)
 
-    return GradientTransformation(init, update)
+    return checked("accumulate", GradientTransformation(init, update))

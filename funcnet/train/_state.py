@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from funcnet import optim
+from funcnet.errors import UsageError
 from funcnet.nn import Module
 
 
@@ -60,7 +61,11 @@ class TrainState:
 
         Returns:
             A TrainState at step 0.
+
+        Raises:
+            UsageError: ``optimizer`` is not an optimizer (``None``, a factory not called).
         """
+        _check_optimizer(optimizer)
         init_key, run_key = jax.random.split(key)
         if params is None:
             params, initial_state = model.init(init_key)
@@ -111,6 +116,23 @@ class TrainState:
             )
         params = optim.apply_updates(self.params, updates)
         return self.replace(params=params, opt_state=opt_state, step=self.step + 1, **changes)
+
+
+def _check_optimizer(optimizer: Any) -> None:
+    """Raise UsageError unless ``optimizer`` has callable ``init`` and ``update``."""
+    if callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None)):
+        return
+    if optimizer is None:
+        got = "None"
+    elif callable(optimizer):
+        name = getattr(optimizer, "__name__", type(optimizer).__name__)
+        got = f"{name}, an optimizer factory: call it, e.g. optim.{name}(1e-3)"
+    else:
+        got = f"a {type(optimizer).__name__}, which has no init and update"
+    raise UsageError(
+        "TrainState.create needs an optimizer, e.g. TrainState.create(model, optim.adam(1e-3), "
+        f"key) (funcnet.optim's or optax's, anything with init and update); got {got}"
+    )
 
 
 def _raw(key: jax.Array) -> jax.Array:
