@@ -47,6 +47,10 @@ class Pretrainable(nn.Module):
         owner = f"{type(self).__name__} from {self.weights}"
         return load_flat(owner, want, read_weights(self.weights))
 
+    def _architecture_init(self, key: jax.Array) -> tuple[Params, State]:
+        """``init`` without reading the weights file: what ``apply`` checks params against."""
+        return super().init(key)
+
     def torch_flatten_inputs(self) -> dict[str, tuple[int, ...]] | None:
         """``{path of a Linear: (C, *spatial)}`` for each Linear that reads a flattened
         image: PyTorch flattens (C, H, W), funcnet (H, W, C), so ``models.from_torch`` and

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 
 from funcnet.errors import FrozenModuleError, PyTorchAttributeError, ShapeError, UsageError
 from funcnet.mixed_precision._policy import Policy, get_policy, has_floating
+from funcnet.nn._check_params import check_params
 from funcnet.nn._summary import summarize
 
 __all__ = ["Buffer", "Context", "Module", "Parameter"]
@@ -235,6 +236,19 @@ class Module(metaclass=_ModuleMeta):
                 state[name] = s
         return params, state
 
+    def _architecture_init(self, key: jax.Array) -> tuple[Params, State]:
+        """The ``init`` whose shapes and dtypes ``apply`` checks ``params`` and ``state``
+        against (traced with ``jax.eval_shape``, never run): ``init`` itself. A module
+        whose ``init`` reads values from elsewhere (a weights file) overrides it to give
+        the architecture's without reading them."""
+        return self.init(key)
+
+    def _params_owner(self) -> Module:
+        """The module whose sub-module names this module's params use: itself; a wrapper
+        whose ``init`` is its block's (Remat, LayerStack) returns the block. For
+        messages only."""
+        return self
+
     def forward(self, ctx: Context, *args: Any, **kwargs: Any) -> Any:
         """The computation. Override it; call sub-modules as ``self.child(ctx, x)``."""
         raise NotImplementedError(f"{type(self).__name__} does not define forward(self, ctx, ...)")
@@ -271,6 +285,11 @@ class Module(metaclass=_ModuleMeta):
             ``(output, new_state)``; ``new_state`` has the structure of ``state``.
 
         Raises:
+            ShapeError: ``params`` or ``state`` do not fit what :meth:`init` gives: an
+                entry missing or unexpected, a shape that differs, a dtype of another
+                kind (an integer weight where init makes a float one; any float width
+                is accepted). Checked while tracing, before ``forward`` runs; the
+                message lists every such entry by its dotted path.
             ValueError: an unknown ``precision`` name (the message lists the choices).
         """
         if not isinstance(params, Mapping) or not isinstance(state, Mapping):
@@ -284,6 +303,7 @@ class Module(metaclass=_ModuleMeta):
                 f"{type(self).__name__}.apply: train must be a Python bool, got {type(train).__name__}"
                 " (under jax.jit, close over it or mark it static)"
             )
+        check_params(self, params, state)
         policy = get_policy(precision)
         if policy is None:
             return self._run(params, state, args, kwargs, train=train, key=key)

@@ -223,5 +223,8 @@ class Remat(Module):
         """``block``'s parameters and state, as ``block.init(key)`` gives them."""
         return self.block.init(key)
 
+    def _params_owner(self) -> Module:
+        return self.block._params_owner()
+
     def forward(self, ctx: Context, *args: Any, **kwargs: Any) -> Any:
         return run_checkpointed(ctx, self.block, args, kwargs, self.policy)

@@ -86,6 +86,9 @@ class LayerStack(Module):
         """Initialises ``num_layers`` blocks, each with its own key, and stacks them."""
         return jax.vmap(self._layer.init)(jax.random.split(key, self.num_layers))
 
+    def _params_owner(self) -> Module:
+        return self._layer._params_owner()
+
     def forward(self, ctx: Context, x: jax.Array, *args: Any, **kwargs: Any) -> jax.Array:
         key = ctx.next_key() if ctx.has_key else None
         train = ctx.train

@@ -130,7 +130,7 @@ def load_state_dict(
         raise ValueError(
             "load_state_dict: flatten_inputs converts PyTorch weights; pass from_torch=True"
         )
-    want_params, want_state = jax.eval_shape(model.init, jax.random.key(0))
+    want_params, want_state = jax.eval_shape(model._architecture_init, jax.random.key(0))
     fallback = state_dict(*into) if into is not None else {}
     if from_torch:
         slots = torch_slots(model, want_params, want_state, flatten_inputs)
@@ -223,7 +223,7 @@ def torch_state_dict(
         (4, 3)
     """
     given = state_dict(params, state)
-    want_params, want_state = jax.eval_shape(model.init, jax.random.key(0))
+    want_params, want_state = jax.eval_shape(model._architecture_init, jax.random.key(0))
     expected = {**flatten_dict(want_params), **flatten_dict(want_state)}
     problems = _problems(given, expected, strict=True, fallback={})
     if problems:

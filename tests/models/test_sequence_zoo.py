@@ -121,8 +121,9 @@ def test_lstm_classifier_shapes_jit_and_dropout():
     a, b = run(params, x, jax.random.key(2)), run(params, x, jax.random.key(3))
     assert a.shape == (4, 3)
     assert not np.allclose(a, b) and not np.allclose(a, eval_out)
+    vocab = LSTMClassifier(6, 12, 3, vocab_size=10)
     with pytest.raises(ShapeError, match="token ids"):
-        LSTMClassifier(6, 12, 3, vocab_size=10).apply(params, state, x)
+        vocab.apply(*vocab.init(jax.random.key(0)), x)
 
 
 def test_lstm_classifier_lengths_ignore_padding():
