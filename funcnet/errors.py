@@ -25,6 +25,7 @@ __all__ = [
     "StateDictError",
     "UsageError",
     "check_dtype",
+    "check_input_dtype",
     "check_last_dim",
     "check_ndim",
 ]
@@ -147,3 +148,34 @@ def check_dtype(where: Any, x: Any, kind: str, what: str = "input") -> None:
     ok = jnp.issubdtype(dtype, jnp.floating if kind == "floating" else jnp.integer)
     if not ok:
         raise ShapeError(f"{_where(where)}: expected {kind} {what}, got dtype {dtype}")
+
+
+_KINDS = {"floating": jnp.floating, "integer": jnp.integer, "complex": jnp.complexfloating}
+_TO_FLOAT = (
+    "; convert it first: x.astype(jnp.float32) / 255 for uint8 images (or ToFloat() in the "
+    "DataLoader's transform), x.astype(jnp.float32) for other integers"
+)
+
+
+def check_input_dtype(
+    where: Any, x: Any, kinds: Sequence[str] = ("floating",), what: str = "input"
+) -> None:
+    """Raise ShapeError unless ``x``'s dtype is of one of ``kinds``.
+
+    Where floats are expected and integers or booleans arrive (uint8 images, most often),
+    the message says how to convert them.
+
+    Args:
+        where: the layer's context (its path is named in the message) or a label.
+        x: the array (or a shape-carrying tracer).
+        kinds: the accepted kinds: ``"floating"``, ``"integer"``, ``"complex"``.
+        what: what the array is, for the message.
+    """
+    dtype = jnp.result_type(x)
+    if any(jnp.issubdtype(dtype, _KINDS[kind]) for kind in kinds):
+        return
+    convertible = jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_
+    hint = _TO_FLOAT if "floating" in kinds and convertible else ""
+    raise ShapeError(
+        f"{_where(where)}: expected {' or '.join(kinds)} {what}, got dtype {dtype}{hint}"
+    )

@@ -14,8 +14,10 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from funcnet.errors import ShapeError
+from funcnet.errors import ShapeError, check_input_dtype
 from funcnet.functional._conv import _label
+
+_FLOAT_OR_COMPLEX = ("floating", "complex")
 
 __all__ = [
     "celu",
@@ -214,11 +216,13 @@ def gelu(x: jax.Array, approximate: str = "none") -> jax.Array:
     tanh approximation (``"tanh"``). Note ``jax.nn.gelu`` defaults to the approximation."""
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    check_input_dtype("gelu", x)
     return jax.nn.gelu(x, approximate=approximate == "tanh")
 
 
 def silu(x: jax.Array) -> jax.Array:
-    """x·sigmoid(x) (also called swish)."""
+    """x·sigmoid(x) (also called swish); floating or complex x, as PyTorch."""
+    check_input_dtype("silu", x, _FLOAT_OR_COMPLEX)
     return jax.nn.silu(x)
 
 
@@ -243,7 +247,9 @@ def softsign(x: jax.Array) -> jax.Array:
 
 
 def sigmoid(x: jax.Array) -> jax.Array:
-    """1 / (1 + exp(−x))."""
+    """1 / (1 + exp(−x)); floating or complex x (PyTorch also promotes integers to
+    float32; funcnet refuses them, as they are usually unscaled images)."""
+    check_input_dtype("sigmoid", x, _FLOAT_OR_COMPLEX)
     return jax.nn.sigmoid(x)
 
 
@@ -273,6 +279,7 @@ def glu(x: jax.Array, dim: int = -1) -> jax.Array:
         ShapeError: ``dim`` is not an axis of ``x``, or its size is odd.
     """
     _check_glu("glu", x, dim)
+    check_input_dtype("glu", x)
     a, b = jnp.split(x, 2, axis=dim)
     return a * jax.nn.sigmoid(b)
 

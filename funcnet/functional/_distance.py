@@ -8,10 +8,14 @@ import math
 import jax
 import jax.numpy as jnp
 
-from funcnet.errors import ShapeError
+from funcnet.errors import ShapeError, check_input_dtype
 from funcnet.functional._conv import _label
 
 __all__ = ["cosine_similarity", "pairwise_distance"]
+
+
+# integers give float32 results; complex inputs would lose their imaginary parts
+_REAL = ("floating", "integer")
 
 
 def _broadcast(where: object, x1: jax.Array, x2: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -103,7 +107,12 @@ def cosine_similarity(x1: jax.Array, x2: jax.Array, dim: int = -1, eps: float = 
 def _cosine_similarity(
     where: object, x1: jax.Array, x2: jax.Array, dim: int, eps: float
 ) -> jax.Array:
-    """``cosine_similarity``; errors name ``where`` (a layer's context or a label)."""
+    """``cosine_similarity``; errors name ``where`` (a layer's context or a label).
+
+    Integers are accepted and give float32; complex inputs are refused.
+    """
+    check_input_dtype(where, x1, _REAL, "x1")
+    check_input_dtype(where, x2, _REAL, "x2")
     out_dtype = _output_dtype(jnp.result_type(x1, x2))
     a, b = _broadcast(where, x1, x2)
     _check_axis(where, a.shape, dim)
@@ -145,7 +154,12 @@ def pairwise_distance(
 def _pairwise_distance(
     where: object, x1: jax.Array, x2: jax.Array, p: float, eps: float, keepdim: bool
 ) -> jax.Array:
-    """``pairwise_distance``; errors name ``where`` (a layer's context or a label)."""
+    """``pairwise_distance``; errors name ``where`` (a layer's context or a label).
+
+    Integers are accepted and give float32, as PyTorch; complex inputs are refused.
+    """
+    check_input_dtype(where, x1, _REAL, "x1")
+    check_input_dtype(where, x2, _REAL, "x2")
     out_dtype = _output_dtype(jnp.result_type(x1, x2))
     a, b = _broadcast(where, x1, x2)
     if a.ndim == 0:

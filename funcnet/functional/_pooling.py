@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from funcnet.errors import ShapeError, check_dtype
+from funcnet.errors import ShapeError, check_input_dtype
 from funcnet.functional._conv import IntOrTuple, _batched, _label, _ntuple
 
 __all__ = [
@@ -214,9 +214,14 @@ def _avg_divisor(outs, spatial, kernel, stride, padding, count_include_pad):
 # --------------------------------------------------------------------- max pooling
 
 
+# max pooling selects, so integers keep their dtype (PyTorch's max_pool2d/3d take them too)
+_MAX_POOL_KINDS = ("floating", "integer")
+
+
 def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, *, nd: int, where: Any):
     shape = tuple(jnp.shape(x))
     x, unbatched = _batched(where, x, nd)
+    check_input_dtype(where, x, _MAX_POOL_KINDS)
     kernel, stride, padding, dilation = _pool_args(kernel_size, stride, padding, dilation, nd)
     outs, pads = _pool_geometry(where, shape, kernel, stride, padding, dilation, ceil_mode)
     lowest = _lowest(x.dtype)
@@ -357,7 +362,7 @@ def _avg_pool(
 ):
     shape = tuple(jnp.shape(x))
     x, unbatched = _batched(where, x, nd)
-    check_dtype(where, x, "floating")
+    check_input_dtype(where, x)
     kernel, stride, padding, _ = _pool_args(kernel_size, stride, padding, 1, nd)
     dilation = (1,) * nd
     outs, pads = _pool_geometry(where, shape, kernel, stride, padding, dilation, ceil_mode)
@@ -557,8 +562,8 @@ def _adaptive_pool(x, output_size, *, nd: int, where: Any, mode: str):
         raise ShapeError(f"{_label(where)}: empty spatial input, got shape {shape}")
     outs = _output_size(output_size, spatial)
     dtype = x.dtype
+    check_input_dtype(where, x, ("floating",) if mode == "avg" else _MAX_POOL_KINDS)
     if mode == "avg":
-        check_dtype(where, x, "floating")
         x = x.astype(_accumulator(dtype))
     if all(n % o == 0 for n, o in zip(spatial, outs)):
         windows, axes = _windows(x, [n // o for n, o in zip(spatial, outs)])

@@ -2,19 +2,20 @@
 
 Each has PyTorch's name, arguments and defaults, except ``inplace``, which no funcnet
 layer takes (JAX arrays are immutable). Input and output: any shape, the input's dtype,
-unless a docstring says otherwise.
+unless a docstring says otherwise. Inputs are floating, except that ReLU also takes
+integers and Tanh, Sigmoid, SiLU, Softsign and Tanhshrink also take complex numbers.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 
 from funcnet import functional as F
-from funcnet.errors import check_last_dim, check_ndim
+from funcnet.errors import check_input_dtype, check_last_dim, check_ndim
 from funcnet.functional._activation import _check_alpha, _check_bounds, _check_glu, _check_lambd
 from funcnet.nn._linear import compute_dtype
 from funcnet.nn._module import Context, Module
@@ -52,14 +53,26 @@ __all__ = [
 
 
 class _Activation(Module):
-    """Shared parts: no parameters, output of the input's shape and dtype."""
+    """Shared parts: no parameters, output of the input's shape and dtype.
+
+    Inputs must be floating, unless ``_kinds`` also names "integer" (ReLU keeps integers,
+    as PyTorch) or "complex" (the functions PyTorch computes on complex numbers).
+    """
+
+    _kinds: ClassVar[tuple[str, ...]] = ("floating",)
+
+    def _check_dtype(self, ctx: Context, x: jax.Array) -> None:
+        check_input_dtype(ctx, x, self._kinds)
 
 
 @dataclasses.dataclass(unsafe_hash=True, repr=False)
 class ReLU(_Activation):
     """max(x, 0) (``torch.nn.ReLU``). Input and output: any shape."""
 
+    _kinds: ClassVar[tuple[str, ...]] = ("floating", "integer")
+
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.relu(x)
 
 
@@ -70,6 +83,7 @@ class LeakyReLU(_Activation):
     negative_slope: float = 0.01
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.leaky_relu(x, self.negative_slope)
 
 
@@ -80,6 +94,7 @@ class ELU(_Activation):
     alpha: float = 1.0
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.elu(x, self.alpha)
 
 
@@ -96,6 +111,7 @@ class GELU(_Activation):
             )
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.gelu(x, self.approximate)
 
 
@@ -103,7 +119,10 @@ class GELU(_Activation):
 class SiLU(_Activation):
     """x·sigmoid(x) (``torch.nn.SiLU``)."""
 
+    _kinds: ClassVar[tuple[str, ...]] = ("floating", "complex")
+
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.silu(x)
 
 
@@ -111,7 +130,10 @@ class SiLU(_Activation):
 class Tanh(_Activation):
     """Hyperbolic tangent (``torch.nn.Tanh``)."""
 
+    _kinds: ClassVar[tuple[str, ...]] = ("floating", "complex")
+
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.tanh(x)
 
 
@@ -119,7 +141,10 @@ class Tanh(_Activation):
 class Sigmoid(_Activation):
     """Logistic sigmoid (``torch.nn.Sigmoid``)."""
 
+    _kinds: ClassVar[tuple[str, ...]] = ("floating", "complex")
+
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.sigmoid(x)
 
 
@@ -131,6 +156,7 @@ class Softplus(_Activation):
     threshold: float = 20.0
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.softplus(x, self.beta, self.threshold)
 
 
@@ -141,6 +167,7 @@ class Softmax(_Activation):
     dim: int = -1
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.softmax(x, self.dim)
 
 
@@ -151,6 +178,7 @@ class LogSoftmax(_Activation):
     dim: int = -1
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.log_softmax(x, self.dim)
 
 
@@ -164,6 +192,7 @@ class Softmin(_Activation):
     dim: int = -1
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.softmin(x, self.dim)
 
 
@@ -176,6 +205,7 @@ class Softmax2d(_Activation):
     """
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         check_ndim(ctx, x, (4, 3), layout="(N, H, W, C) or (H, W, C)")
         return F.softmax(x, -1)
 
@@ -185,6 +215,7 @@ class LogSigmoid(_Activation):
     """log(sigmoid(x)), computed stably (``torch.nn.LogSigmoid``)."""
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.logsigmoid(x)
 
 
@@ -192,7 +223,10 @@ class LogSigmoid(_Activation):
 class Softsign(_Activation):
     """x / (1 + |x|) (``torch.nn.Softsign``)."""
 
+    _kinds: ClassVar[tuple[str, ...]] = ("floating", "complex")
+
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.softsign(x)
 
 
@@ -200,7 +234,10 @@ class Softsign(_Activation):
 class Tanhshrink(_Activation):
     """x − tanh(x) (``torch.nn.Tanhshrink``)."""
 
+    _kinds: ClassVar[tuple[str, ...]] = ("floating", "complex")
+
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.tanhshrink(x)
 
 
@@ -209,6 +246,7 @@ class Mish(_Activation):
     """x·tanh(softplus(x)) (``torch.nn.Mish``)."""
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.mish(x)
 
 
@@ -217,6 +255,7 @@ class SELU(_Activation):
     """scale·elu(x, alpha), alpha ≈ 1.6733, scale ≈ 1.0507 (``torch.nn.SELU``)."""
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.selu(x)
 
 
@@ -234,6 +273,7 @@ class CELU(_Activation):
         _check_alpha(type(self).__name__, self.alpha)
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.celu(x, self.alpha)
 
 
@@ -251,6 +291,7 @@ class GLU(_Activation):
     dim: int = -1
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         _check_glu(ctx, x, self.dim)
         return F.glu(x, self.dim)
 
@@ -275,6 +316,7 @@ class Hardtanh(_Activation):
             )
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.hardtanh(x, self.min_val, self.max_val)
 
 
@@ -283,6 +325,7 @@ class ReLU6(_Activation):
     """min(max(x, 0), 6) (``torch.nn.ReLU6``); gradient 0 at 0 and 6."""
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.relu6(x)
 
 
@@ -291,6 +334,7 @@ class Hardsigmoid(_Activation):
     """relu6(x + 3) / 6 (``torch.nn.Hardsigmoid``)."""
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.hardsigmoid(x)
 
 
@@ -299,6 +343,7 @@ class Hardswish(_Activation):
     """x·relu6(x + 3) / 6 (``torch.nn.Hardswish``)."""
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.hardswish(x)
 
 
@@ -310,6 +355,7 @@ class Threshold(_Activation):
     value: float
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.threshold(x, self.threshold, self.value)
 
 
@@ -320,6 +366,7 @@ class Hardshrink(_Activation):
     lambd: float = 0.5
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.hardshrink(x, self.lambd)
 
 
@@ -337,6 +384,7 @@ class Softshrink(_Activation):
         _check_lambd(type(self).__name__, self.lambd)
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         return F.softshrink(x, self.lambd)
 
 
@@ -362,6 +410,7 @@ class RReLU(_Activation):
         _check_bounds(type(self).__name__, self.lower, self.upper)
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
+        self._check_dtype(ctx, x)
         if not ctx.train:
             return F.rrelu(x, self.lower, self.upper)
         return F.rrelu(x, self.lower, self.upper, training=True, key=ctx.next_key())
@@ -424,4 +473,5 @@ class PReLU(Module):
         if self.num_parameters > 1:
             spatial = jnp.ndim(x) - 2 if jnp.ndim(x) > 2 else None
             check_last_dim(ctx, x, self.num_parameters, spatial_dims=spatial)
+        check_input_dtype(ctx, x)
         return F.prelu(x, ctx.param("weight", compute_dtype(x)))

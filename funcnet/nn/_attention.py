@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from funcnet import functional as F
-from funcnet.errors import ShapeError, check_dtype, check_last_dim, check_ndim
+from funcnet.errors import ShapeError, check_input_dtype, check_last_dim, check_ndim
 from funcnet.functional._attention import attention
 from funcnet.nn import init as init_lib
 from funcnet.nn._linear import Linear, compute_dtype
@@ -231,7 +231,7 @@ class MultiheadAttention(Module):
         for name, arr, size in (*expected, ("value", value, self._vdim)):
             check_ndim(ctx, arr, jnp.ndim(query), name)
             check_last_dim(ctx, arr, size, name)
-            check_dtype(ctx, arr, "floating", name)
+            check_input_dtype(ctx, arr, what=name)
         batched = jnp.ndim(query) == 3
 
         def batch_major(x: jax.Array) -> jax.Array:

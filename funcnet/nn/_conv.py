@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
-from funcnet.errors import check_last_dim, check_ndim
+from funcnet.errors import check_input_dtype, check_last_dim, check_ndim
 from funcnet.functional._conv import (
     _PAD_MODES,
     IntOrTuple,
@@ -128,6 +128,7 @@ class _ConvNd(Module):
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
         check_ndim(ctx, x, (self._nd + 2, self._nd + 1), layout=_layouts(self._nd))
         check_last_dim(ctx, x, self.in_channels, spatial_dims=self._nd)
+        check_input_dtype(ctx, x)
         dtype = compute_dtype(x)
         bias = ctx.param("bias", dtype) if self.bias else None
         return _conv(
@@ -283,6 +284,7 @@ class _ConvTransposeNd(Module):
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
         check_ndim(ctx, x, (self._nd + 2, self._nd + 1), layout=_layouts(self._nd))
         check_last_dim(ctx, x, self.in_channels, spatial_dims=self._nd)
+        check_input_dtype(ctx, x)
         dtype = compute_dtype(x)
         bias = ctx.param("bias", dtype) if self.bias else None
         return _conv_transpose(

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from funcnet import functional as F
-from funcnet.errors import ShapeError, check_dtype, check_ndim
+from funcnet.errors import ShapeError, check_input_dtype, check_ndim
 from funcnet.functional._dropout import _check_probability
 from funcnet.nn._module import Context, Module
 
@@ -54,7 +54,7 @@ class Dropout(Module):
         _check_probability(type(self).__name__, self.p)
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
-        check_dtype(ctx, x, "floating")
+        check_input_dtype(ctx, x)
         if not ctx.train or self.p == 0.0:
             return x
         return F.dropout(x, self.p, ctx.next_key())
@@ -76,7 +76,7 @@ class Dropout2d(Dropout):
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
         check_ndim(ctx, x, 4, layout="(N, H, W, C)")
-        check_dtype(ctx, x, "floating")
+        check_input_dtype(ctx, x)
         if not ctx.train or self.p == 0.0:
             return x
         return F.dropout2d(x, self.p, ctx.next_key())
@@ -100,7 +100,7 @@ class Dropout1d(Dropout):
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
         check_ndim(ctx, x, (2, 3), layout="(N, L, C) or (L, C)")
-        check_dtype(ctx, x, "floating")
+        check_input_dtype(ctx, x)
         if not ctx.train or self.p == 0.0:
             return x
         return F.dropout1d(x, self.p, ctx.next_key())
@@ -123,7 +123,7 @@ class Dropout3d(Dropout):
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
         check_ndim(ctx, x, (4, 5), layout="(N, D, H, W, C) or (D, H, W, C)")
-        check_dtype(ctx, x, "floating")
+        check_input_dtype(ctx, x)
         if not ctx.train or self.p == 0.0:
             return x
         return F.dropout3d(x, self.p, ctx.next_key())
@@ -154,7 +154,7 @@ class AlphaDropout(Dropout):
     """
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
-        check_dtype(ctx, x, "floating")
+        check_input_dtype(ctx, x)
         if not ctx.train or self.p == 0.0:
             return x
         return F.alpha_dropout(x, self.p, ctx.next_key(), training=True)
@@ -181,7 +181,7 @@ class FeatureAlphaDropout(Dropout):
                 f"{ctx.path} ({type(self).__name__}): expected input (N, *, C) with at least 2 "
                 f"dimensions, got shape {jnp.shape(x)}"
             )
-        check_dtype(ctx, x, "floating")
+        check_input_dtype(ctx, x)
         if not ctx.train or self.p == 0.0:
             return x
         return F.feature_alpha_dropout(x, self.p, ctx.next_key(), training=True)

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from funcnet import functional as F
-from funcnet.errors import ShapeError, check_last_dim
+from funcnet.errors import ShapeError, check_input_dtype, check_last_dim
 from funcnet.functional._linear import _check_bilinear
 from funcnet.nn import init as init_lib
 from funcnet.nn._module import Context, Initializer, Module
@@ -67,6 +67,7 @@ class Linear(Module):
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
         check_last_dim(ctx, x, self.in_features)
+        check_input_dtype(ctx, x)
         dtype = compute_dtype(x)
         bias = ctx.param("bias", dtype) if self.bias else None
         return F.linear(x, ctx.param("weight", dtype), bias)
@@ -113,6 +114,8 @@ class Bilinear(Module):
 
     def forward(self, ctx: Context, input1: jax.Array, input2: jax.Array) -> jax.Array:
         _check_bilinear(ctx, input1, input2, self.in1_features, self.in2_features)
+        check_input_dtype(ctx, input1, what="input1")
+        check_input_dtype(ctx, input2, what="input2")
         dtype = compute_dtype(jnp.result_type(input1, input2))
         bias = ctx.param("bias", dtype) if self.bias else None
         return F.bilinear(input1, input2, ctx.param("weight", dtype), bias)

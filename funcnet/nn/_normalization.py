@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from funcnet import functional as F
-from funcnet.errors import ShapeError, check_dtype, check_last_dim, check_ndim
+from funcnet.errors import ShapeError, check_input_dtype, check_last_dim, check_ndim
 from funcnet.functional._normalization import (
     _batch_count,
     _check_lrn_size,
@@ -111,10 +111,20 @@ class _BatchNorm(Module):
     def _check_rank(self, ctx: Context, x: jax.Array) -> None:
         check_ndim(ctx, x, self._ndims, layout=self._layout)
 
+    def _empty_batch(self, ctx: Context, x: jax.Array) -> jax.Array:
+        """PyTorch's answer to a batch of 0 rows: an empty output; in training the running
+        statistics stay as they are and only ``num_batches_tracked`` counts the step."""
+        if ctx.train and self.track_running_stats:
+            count = _require_state(ctx, _BN_STATE)["num_batches_tracked"]
+            ctx.set_state("num_batches_tracked", count + 1)
+        return x
+
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
         self._check_rank(ctx, x)
         check_last_dim(ctx, x, self.num_features, spatial_dims=_image_spatial_dims(x))
-        check_dtype(ctx, x, "floating")
+        check_input_dtype(ctx, x)
+        if jnp.size(x) == 0:
+            return self._empty_batch(ctx, x)
         batch_stats = ctx.train or not self.track_running_stats
         if batch_stats and _batch_count(x, self.axis_name) <= 1:
             raise ShapeError(
@@ -334,7 +344,7 @@ class _InstanceNorm(Module):
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
         check_ndim(ctx, x, (self._spatial + 1, self._spatial + 2), layout=self._layout)
         check_last_dim(ctx, x, self.num_features, spatial_dims=self._spatial)
-        check_dtype(ctx, x, "floating")
+        check_input_dtype(ctx, x)
         batched = jnp.ndim(x) == self._spatial + 2
         xb = x if batched else x[None]
         use_input_stats = ctx.train or not self.track_running_stats
@@ -505,7 +515,7 @@ class LayerNorm(Module):
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
         _normalized_axes(jnp.shape(x), self.normalized_shape, _label(ctx))
-        check_dtype(ctx, x, "floating")
+        check_input_dtype(ctx, x)
         weight = ctx.param("weight") if self.elementwise_affine else None
         bias = ctx.param("bias") if self.elementwise_affine and self.bias else None
         return F.layer_norm(x, self.normalized_shape, weight, bias, self.eps)
@@ -548,7 +558,7 @@ class GroupNorm(Module):
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
         _check_batched(ctx, x)
         check_last_dim(ctx, x, self.num_channels, spatial_dims=_image_spatial_dims(x))
-        check_dtype(ctx, x, "floating")
+        check_input_dtype(ctx, x)
         weight = ctx.param("weight") if self.affine else None
         bias = ctx.param("bias") if self.affine else None
         return F.group_norm(x, self.num_groups, weight, bias, self.eps)
@@ -583,7 +593,7 @@ class RMSNorm(Module):
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
         _normalized_axes(jnp.shape(x), self.normalized_shape, _label(ctx))
-        check_dtype(ctx, x, "floating")
+        check_input_dtype(ctx, x)
         weight = ctx.param("weight") if self.elementwise_affine else None
         return F.rms_norm(x, self.normalized_shape, weight, self.eps)
 
@@ -629,5 +639,5 @@ class LocalResponseNorm(Module):
                 f"{_label(ctx)}: expected input (N, *, C) with at least 3 dimensions, got "
                 f"shape {jnp.shape(x)}"
             )
-        check_dtype(ctx, x, "floating")
+        check_input_dtype(ctx, x)
         return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)

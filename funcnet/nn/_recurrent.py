@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from funcnet import functional as F
-from funcnet.errors import ShapeError, check_dtype, check_last_dim, check_ndim
+from funcnet.errors import ShapeError, check_dtype, check_input_dtype, check_last_dim, check_ndim
 from funcnet.functional._recurrent import _cell, _rnn_mode, resolve_projection, scan_layer
 from funcnet.nn import init as init_lib
 from funcnet.nn._linear import compute_dtype
@@ -143,7 +143,7 @@ class _RNNBase(Module):
         layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
         check_ndim(ctx, x, (2, 3), layout=f"{layout} or unbatched (T, input_size)")
         check_last_dim(ctx, x, self.input_size)
-        check_dtype(ctx, x, "floating")
+        check_input_dtype(ctx, x)
         dtype = compute_dtype(x)
         batched = jnp.ndim(x) == 3
         batch_first = self.batch_first and batched
@@ -412,7 +412,7 @@ class _CellBase(Module):
     def forward(self, ctx: Context, x: jax.Array, hx: Any = None) -> Any:
         check_ndim(ctx, x, (1, 2), layout="(B, input_size) or unbatched (input_size,)")
         check_last_dim(ctx, x, self.input_size)
-        check_dtype(ctx, x, "floating")
+        check_input_dtype(ctx, x)
         dtype = compute_dtype(x)
         want = (*jnp.shape(x)[:-1], self.hidden_size)
         lstm = self._mode == "lstm"

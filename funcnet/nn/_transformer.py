@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from funcnet import functional as F
-from funcnet.errors import ShapeError, check_dtype, check_last_dim, check_ndim
+from funcnet.errors import ShapeError, check_input_dtype, check_last_dim, check_ndim
 from funcnet.functional._dropout import _check_probability
 from funcnet.nn import init as init_lib
 from funcnet.nn._attention import MultiheadAttention
@@ -99,7 +99,7 @@ class _Block(Module):
         layout = "(B, L, d_model)" if self.batch_first else "(L, B, d_model)"
         check_ndim(ctx, x, (2, 3), what, f"{layout} or unbatched (L, d_model)")
         check_last_dim(ctx, x, self.d_model, what)
-        check_dtype(ctx, x, "floating", what)
+        check_input_dtype(ctx, x, what=what)
 
     def _ff_block(self, ctx: Context, x: jax.Array) -> jax.Array:
         act = _activation(type(self).__name__, self.activation)
@@ -593,7 +593,7 @@ def _positions(
     layout = "(B, L, embed_dim)" if batch_first else "(L, B, embed_dim)"
     check_ndim(ctx, x, (2, 3), layout=f"{layout} or unbatched (L, embed_dim)")
     check_last_dim(ctx, x, embed_dim)
-    check_dtype(ctx, x, "floating")
+    check_input_dtype(ctx, x)
     length_axis = 1 if batch_first and jnp.ndim(x) == 3 else 0
     length = jnp.shape(x)[length_axis]
     if positions is None:
