@@ -313,7 +313,7 @@ def _write_contents(
 
 def now() -> str:
     """The current UTC time in ISO 8601, for the manifest's ``created`` field."""
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def _backups(directory: Path, step: int) -> list[Path]:
