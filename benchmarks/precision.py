@@ -278,7 +278,7 @@ def _meta(args: argparse.Namespace, timing: harness.Timing) -> dict[str, Any]:
     from benchmarks.run_one import environment
 
     return {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "platform": jax.default_backend(),
         "device": jax.devices()[0].device_kind,
         "quick": args.quick,

@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     if other_versions:
         versions = ", ".join([versions, *[v for v in other_versions if v not in versions]])
     meta = {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "platform": plat,
         "machine": platform.platform(),
         "device": env.get("device", "?"),
@@ -418,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     md = markdown(meta, summary, impls, workloads, verify)
 
     os.makedirs(args.out, exist_ok=True)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     base = os.path.join(args.out, f"{stamp}-{plat}{'-quick' if args.quick else ''}")
     with open(base + ".json", "w") as f:
         json.dump({"meta": meta, "summary": summary, "verify": verify, "results": results}, f,
