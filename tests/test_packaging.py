@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -42,3 +44,16 @@ def test_licence_is_an_spdx_expression_with_its_file():
     assert PROJECT["license"] == "Apache-2.0"
     assert PROJECT["license-files"] == ["LICENSE"]
     assert (ROOT / "LICENSE").read_text().lstrip().startswith("Apache License")
+
+
+def test_the_install_is_a_path_entry_type_checkers_follow():
+    # pyright, Pylance and mypy find packages through path entries (.pth files), not through
+    # import hooks such as setuptools' editable finder
+    hooks = [
+        finder
+        for finder in sys.meta_path
+        if "editable" in f"{getattr(finder, '__module__', '')} {type(finder).__module__}"
+    ]
+    assert not hooks, hooks
+    origin = Path(importlib.util.find_spec("funcnet").origin)
+    assert str(origin.parents[1]) in [str(Path(p).resolve()) for p in sys.path if p]
