@@ -3,7 +3,7 @@
 See docs/layers.md for the mechanism (modules, the per-call context, state and keys).
 """
 
-from funcnet.nn import init
+from funcnet.nn import init as init
 from funcnet.nn._activation import *
 from funcnet.nn._attention import *
 from funcnet.nn._container import *
