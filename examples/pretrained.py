@@ -1,19 +1,21 @@
 """Use a pretrained torchvision ResNet-18 and fine-tune it on a new task, as PyTorch users
 do with ``torchvision.models.resnet18(weights=...)`` and a new ``model.fc``.
 
-1. Convert a torchvision checkpoint (``resnet18-f37072fd.pth``) into a funcnet weights
-   file, once: ``funcnet-convert resnet18 resnet18-f37072fd.pth resnet18.safetensors``.
-   Without ``--torch-weights`` the example makes a stand-in checkpoint with PyTorch (same
-   keys and layouts as torchvision's, random values), or skips when PyTorch is missing.
+1. Convert torchvision's ResNet-18 state dict, saved as ``.safetensors``, into a funcnet
+   weights file, once: ``funcnet-convert resnet18 resnet18-torchvision.safetensors
+   resnet18.safetensors``. (funcnet never unpickles a ``.pth``; in PyTorch,
+   ``safetensors.torch.save_file(model.state_dict(), "resnet18-torchvision.safetensors")``
+   makes the file.) Without ``--torch-weights`` the example makes a stand-in with
+   torchvision's keys and layouts and random values, so it runs without a download.
 2. ``models.resnet18(weights="resnet18.safetensors")``: ``init`` returns those weights.
-   The example checks them against the checkpoint (and against torchvision's output, when
+   The example checks them against the source (and against torchvision's output, when
    torchvision is installed).
 3. Replace the 1000-class head with a 10-class one and fine-tune on the handwritten digits
    shipped inside funcnet (enlarged to 32x32 RGB), with SGD (lr 0.001, momentum 0.9) as the
    tutorial does; prints the test accuracy.
 
-    python examples/pretrained.py --torch-weights ~/Downloads/resnet18-f37072fd.pth
-    python examples/pretrained.py              # a stand-in checkpoint made with PyTorch
+    python examples/pretrained.py --torch-weights resnet18-torchvision.safetensors
+    python examples/pretrained.py              # a stand-in state dict, random values
     python examples/pretrained.py --smoke      # a few steps, for CI
 """
 
@@ -26,7 +28,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from funcnet import losses, metrics, models, nn, optim, train
+from funcnet import checkpoint, losses, metrics, models, nn, optim, train
 from funcnet.data import ArrayDataset, DataLoader
 from funcnet.data.datasets import load_digits
 from funcnet.data.transforms import Compose, Normalize, ToFloat
@@ -34,24 +36,19 @@ from funcnet.data.transforms import Compose, Normalize, ToFloat
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def standin_checkpoint(path: Path) -> Path | None:
-    """A torchvision-format ResNet-18 checkpoint with random values, or None without torch."""
-    try:
-        import torch
-    except ModuleNotFoundError:
-        return None
+def standin_state_dict(path: Path) -> Path:
+    """torchvision's ResNet-18 keys and layouts with random values, as ``.safetensors``."""
     model = models.resnet18()
-    sd = nn.torch_state_dict(model, *model.init(jax.random.key(42)))
-    torch.save({k: torch.from_numpy(np.array(v)) for k, v in sd.items()}, path)
+    checkpoint.save_safetensors(path, models.to_torch(model, *model.init(jax.random.key(42))))
     return path
 
 
-def check_against_checkpoint(model: models.ResNet, params, state, pth: Path) -> None:
-    """Prints whether the loaded weights are the checkpoint's, and torchvision's output."""
-    original = models.read_torch_state_dict(pth)
-    ours = nn.torch_state_dict(model, params, state)
-    identical = all(np.array_equal(ours[k], original[k].numpy()) for k in ours)
-    print(f"weights identical to the checkpoint after conversion: {identical}")
+def check_against_checkpoint(model: models.ResNet, params, state, source: Path) -> None:
+    """Prints whether the loaded weights are the source's, and torchvision's output."""
+    original = checkpoint.load_safetensors(source)
+    ours = models.to_torch(model, params, state)
+    identical = all(np.array_equal(ours[k], original[k]) for k in ours)
+    print(f"weights identical to the source after conversion: {identical}")
     try:
         import torch
         import torchvision
@@ -59,7 +56,7 @@ def check_against_checkpoint(model: models.ResNet, params, state, pth: Path) -> 
         print("(torchvision not installed: output comparison skipped)")
         return
     reference = torchvision.models.resnet18()
-    reference.load_state_dict(original)
+    reference.load_state_dict({k: torch.from_numpy(v) for k, v in original.items()})
     x = np.random.default_rng(0).standard_normal((2, 64, 64, 3), dtype=np.float32)
     with torch.no_grad():
         want = reference.eval()(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
@@ -96,7 +93,9 @@ def fine_tune(params, state, epochs: int, max_steps: int | None) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--torch-weights", type=Path, help="torchvision's resnet18 .pth file")
+    parser.add_argument(
+        "--torch-weights", type=Path, help="torchvision's resnet18 state dict as .safetensors"
+    )
     parser.add_argument("--out", type=Path, help="folder for the converted weights file")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="a few steps (CI)")
@@ -104,20 +103,16 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="funcnet-pretrained-"))
     out.mkdir(parents=True, exist_ok=True)
 
-    pth = args.torch_weights or standin_checkpoint(out / "resnet18-standin.pth")
-    if pth is None:
-        print("skipped: PyTorch is not installed, so there is no checkpoint to convert; "
-              "pass --torch-weights with torchvision's resnet18 .pth, or pip install torch")  # fmt: skip
-        return
+    source = args.torch_weights or standin_state_dict(out / "resnet18-standin.safetensors")
     if args.torch_weights is None:
-        print(f"made a stand-in torchvision checkpoint (random weights): {pth}")
+        print(f"made a stand-in torchvision state dict (random values): {source}")
 
-    weights = models.convert_file("resnet18", pth, out / "resnet18.safetensors")
-    print(f"converted: funcnet-convert resnet18 {pth} {weights}")
+    weights = models.convert_file("resnet18", source, out / "resnet18.safetensors")
+    print(f"converted: funcnet-convert resnet18 {source} {weights}")
     model = models.resnet18(weights=weights)
     params, state = model.init(jax.random.key(0))  # the file's weights, not random ones
     print(f"resnet18: {nn.num_parameters(params):,} parameters loaded")
-    check_against_checkpoint(model, params, state, pth)
+    check_against_checkpoint(model, params, state, source)
 
     epochs, max_steps = (1, 2) if args.smoke else (args.epochs, None)
     accuracy = fine_tune(params, state, epochs, max_steps)

@@ -19,7 +19,7 @@ from funcnet.models import (
     _vit,
 )
 from funcnet.models._classic import *
-from funcnet.models._convert import convert_file, from_torch, read_torch_state_dict, to_torch
+from funcnet.models._convert import convert_file, from_torch, to_torch
 from funcnet.models._generative import *
 from funcnet.models._gpt import *
 from funcnet.models._mobilenet import *
@@ -44,7 +44,6 @@ __all__ = [
     "convert_file",
     "from_torch",
     "load_weights",
-    "read_torch_state_dict",
     "read_weights",
     "save_weights",
     "to_torch",

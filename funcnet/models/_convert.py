@@ -18,9 +18,7 @@ from funcnet import checkpoint, nn
 from funcnet.models._weights import Pretrainable, save_weights
 from funcnet.nn._module import Params, State
 
-__all__ = ["convert_file", "from_torch", "read_torch_state_dict", "to_torch"]
-
-_PICKLED = (".pth", ".pt", ".bin", ".ckpt")
+__all__ = ["convert_file", "from_torch", "to_torch"]
 
 
 def from_torch(model: nn.Module, state_dict: Mapping[str, Any]) -> tuple[Params, State]:
@@ -76,38 +74,6 @@ def _flatten_inputs(model: nn.Module) -> dict[str, tuple[int, ...]] | None:
     return model.torch_flatten_inputs() if isinstance(model, Pretrainable) else None
 
 
-def read_torch_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A PyTorch state dict from ``.safetensors`` (no torch needed) or ``.pth``/``.pt``/``.bin``.
-
-    Pickled files are read with ``torch.load(map_location="cpu", weights_only=True)``,
-    which refuses anything but tensors and containers. A checkpoint holding the state dict
-    under ``"state_dict"`` or ``"model"`` is unwrapped.
-
-    Raises:
-        ModuleNotFoundError: a pickled file without PyTorch installed.
-        ValueError: an unknown suffix, or a file holding no state dict.
-    """
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        return checkpoint.load_safetensors(path)
-    if path.suffix not in _PICKLED:
-        raise ValueError(f"{path}: expected a .safetensors, .pth, .pt or .bin state dict")
-    try:
-        import torch
-    except ModuleNotFoundError as error:
-        raise ModuleNotFoundError(
-            f"{path} is a pickled PyTorch file: reading it needs PyTorch "
-            f"(pip install torch), or give the .safetensors version of the weights"
-        ) from error
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(loaded, Mapping) and isinstance(loaded.get(key), Mapping):
-            loaded = loaded[key]
-    if not isinstance(loaded, Mapping) or not all(torch.is_tensor(v) for v in loaded.values()):
-        raise ValueError(f"{path}: holds no state dict (a mapping from names to tensors)")
-    return dict(loaded)
-
-
 def build(name: str, **kwargs: Any) -> Pretrainable:
     """The zoo model ``funcnet.models.<name>(**kwargs)``.
 
@@ -147,7 +113,8 @@ def convert_file(
 
     Args:
         name: the zoo model (``"resnet18"``, ``"gpt2_small"``, ``"LeNet5"``).
-        source: ``.safetensors``, ``.pth``, ``.pt`` or ``.bin`` (the latter need PyTorch).
+        source: a ``.safetensors`` state dict. funcnet never unpickles: a ``.pth`` file is
+            refused with the one line that converts it in PyTorch.
         dest: the ``.safetensors`` or ``.npz`` file to write.
         **model_kwargs: arguments of the model (``num_classes=10``).
 
@@ -155,6 +122,6 @@ def convert_file(
         ``dest`` as a Path.
     """
     model = build(name, **model_kwargs)
-    params, state = from_torch(model, read_torch_state_dict(source))
+    params, state = from_torch(model, checkpoint.load_safetensors(source))
     save_weights(dest, params, state)
     return Path(dest)

@@ -67,24 +67,25 @@ def read_weights(path: str | os.PathLike[str]) -> dict[str, Any]:
             or ``checkpoint.save_params``.
 
     Raises:
-        ValueError: another suffix (PyTorch's ``.pt``/``.pth``/``.bin`` need converting).
-        funcnet.checkpoint.CheckpointError: the file is missing, truncated or corrupt.
+        ValueError: another suffix.
+        funcnet.checkpoint.CheckpointError: the file is missing, truncated or corrupt, or a
+            PyTorch pickle (``.pth``), never unpickled: the message gives the conversion.
     """
     path = Path(path)
-    if path.suffix == ".safetensors":
-        return checkpoint.load_safetensors(path)
+    if path.suffix in (".safetensors", ".pt", ".pth", ".bin", ".ckpt"):
+        return checkpoint.load_safetensors(path)  # refuses pickles, saying how to convert
     if path.suffix == ".npz":
         return dict(checkpoint.load_params(path, as_numpy=True))
     if not path.suffix and not path.exists():  # torchvision's "DEFAULT", "IMAGENET1K_V1"
         raise ValueError(
             f"weights={str(path)!r}: funcnet downloads nothing; weights= takes the path of a "
             f"file converted once from the PyTorch checkpoint, e.g. `funcnet-convert "
-            f"resnet18 resnet18-f37072fd.pth resnet18.safetensors` (docs/models.md)"
+            f"resnet18 resnet18-torchvision.safetensors resnet18.safetensors` (docs/models.md)"
         )
     raise ValueError(
         f"{path}: a weights file is .safetensors or .npz, in funcnet's layouts; convert a "
-        f"PyTorch or Hugging Face file once with "
-        f"`python -m funcnet.models.convert MODEL {path} OUT.safetensors`"
+        f"PyTorch or Hugging Face state dict once with "
+        f"`funcnet-convert MODEL SOURCE.safetensors {path.stem}.safetensors` (docs/models.md)"
     )
 
 

@@ -1,16 +1,15 @@
 """Convert a torchvision or Hugging Face state dict into a zoo model's weights file.
 
     python -m funcnet.models.convert MODEL SOURCE DEST [--arg NAME=VALUE ...]
-    funcnet-convert resnet18 resnet18-f37072fd.pth resnet18.safetensors
+    funcnet-convert resnet18 resnet18-torchvision.safetensors resnet18.safetensors
     funcnet-convert gpt2_small model.safetensors gpt2.safetensors       # Hugging Face GPT-2
-    funcnet-convert resnet18 r18.pth r18_cifar.npz --arg stem=cifar --arg num_classes=10
+    funcnet-convert resnet18 r18.safetensors r18_cifar.npz --arg stem=cifar --arg num_classes=10
 
 MODEL names a zoo model (a function or class of ``funcnet.models``); ``--arg`` passes it
-arguments. SOURCE is a ``.safetensors`` file (read without torch) or PyTorch's ``.pth``/
-``.pt``/``.bin`` (read with ``torch.load(weights_only=True)``, which runs no pickled code:
-PyTorch must be installed). DEST is a ``.safetensors`` or ``.npz`` file in funcnet's
-layouts, for ``MODEL(weights=DEST)``. The conversion is done once, offline; nothing is
-downloaded.
+arguments. SOURCE is the PyTorch state dict as a ``.safetensors`` file, read with NumPy
+alone. funcnet never unpickles: a ``.pth``/``.pt``/``.bin`` file is refused with the one
+line that converts it in PyTorch. DEST is a ``.safetensors`` or ``.npz`` file in funcnet's
+layouts, for ``MODEL(weights=DEST)``. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -21,9 +20,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from funcnet import nn
+from funcnet import checkpoint, nn
 from funcnet.errors import CheckpointError, StateDictError
-from funcnet.models._convert import build, from_torch, read_torch_state_dict
+from funcnet.models._convert import build, from_torch
 from funcnet.models._weights import save_weights
 
 __all__ = ["main"]
@@ -43,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         "weights file (MODEL(weights=DEST)).",
     )
     parser.add_argument("model", help="zoo model, e.g. resnet18, vgg16_bn, gpt2_small")
-    parser.add_argument("source", help=".safetensors, or .pth/.pt/.bin (needs PyTorch)")
+    parser.add_argument("source", help="the PyTorch state dict, a .safetensors file")
     parser.add_argument("dest", help=".safetensors or .npz file to write")
     parser.add_argument(
         "--arg",
@@ -66,16 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         kwargs[key] = _value(text)
     try:
         model = build(args.model, **kwargs)
-        params, state = from_torch(model, read_torch_state_dict(args.source))
+        params, state = from_torch(model, checkpoint.load_safetensors(args.source))
         dest = save_weights(args.dest, params, state)
-    except (
-        ValueError,
-        TypeError,
-        OSError,
-        ModuleNotFoundError,
-        CheckpointError,
-        StateDictError,
-    ) as error:
+    except (ValueError, TypeError, OSError, CheckpointError, StateDictError) as error:
         print(f"funcnet-convert: {error}", file=sys.stderr)
         return 1
     print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -97,10 +98,8 @@ def test_strict_false_takes_missing_entries_from_into(tmp_path):
 
 
 def test_unknown_suffixes_and_broken_files_say_what_to_do(tmp_path):
-    pth = tmp_path / "resnet18.pth"
-    pth.write_bytes(b"\x80\x02}q\x00.")
-    with pytest.raises(ValueError, match=r"funcnet\.models\.convert"):
-        Net(weights=pth).init(jax.random.key(0))
+    with pytest.raises(ValueError, match=r"funcnet-convert MODEL SOURCE\.safetensors"):
+        Net(weights=tmp_path / "resnet18.h5").init(jax.random.key(0))
     with pytest.raises(ValueError, match="funcnet downloads nothing.*funcnet-convert"):
         Net(weights="IMAGENET1K_V1").init(jax.random.key(0))  # a torchvision weights name
     with pytest.raises(ValueError, match="safetensors or .npz"):
@@ -130,27 +129,15 @@ def test_from_torch_falls_back_to_load_state_dict_by_name():
     assert np.array_equal(params["0"]["weight"], np.arange(6.0).reshape(2, 3).T)
 
 
-@pytest.mark.torch
-def test_read_torch_state_dict_reads_pth_safely(tmp_path):
-    torch = pytest.importorskip("torch")
-    sd = {"fc.weight": torch.ones(4, 3), "fc.bias": torch.zeros(4)}
-    torch.save({"epoch": 3, "state_dict": sd}, tmp_path / "ckpt.pth")
-    got = models.read_torch_state_dict(tmp_path / "ckpt.pth")
-    assert set(got) == set(sd) and torch.equal(got["fc.weight"], sd["fc.weight"])
-
-    torch.save({"fn": Net}, tmp_path / "code.pth")  # a pickled class: refused, not run
-    with pytest.raises(Exception, match="(?i)weights_only|unpickl|global"):
-        models.read_torch_state_dict(tmp_path / "code.pth")
-    torch.save([1, 2], tmp_path / "list.pt")
-    with pytest.raises(ValueError, match="no state dict"):
-        models.read_torch_state_dict(tmp_path / "list.pt")
-
-
-def test_read_torch_state_dict_needs_no_torch_for_safetensors(tmp_path):
-    checkpoint.save_safetensors(tmp_path / "m.safetensors", {"a": np.ones(3, np.float32)})
-    assert models.read_torch_state_dict(tmp_path / "m.safetensors")["a"].tolist() == [1, 1, 1]
-    with pytest.raises(ValueError, match=r"\.safetensors, \.pth"):
-        models.read_torch_state_dict(tmp_path / "m.h5")
+def test_pytorch_pickles_are_never_unpickled(tmp_path, capsys):
+    # a pickle whose loading would run code: os.system("touch ran") via __reduce__
+    pth = tmp_path / "resnet18.pth"
+    pth.write_bytes(b"cos\nsystem\n(S'touch ran'\ntR.")
+    with pytest.raises(checkpoint.CheckpointError, match="never unpickles.*save_file"):
+        Net(weights=pth).init(jax.random.key(0))
+    assert convert_cli.main(["resnet18", str(pth), str(tmp_path / "out.npz")]) == 1
+    assert "never unpickles" in capsys.readouterr().err
+    assert not (tmp_path / "ran").exists() and not (Path.cwd() / "ran").exists()
 
 
 def test_the_command_line_reports_bad_input_without_a_traceback(tmp_path, capsys):
