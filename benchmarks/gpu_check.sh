@@ -1,15 +1,13 @@
 #!/usr/bin/env bash
 # The GPU half of the benchmark suite in one prepared run (about 8 minutes on one H100 or
-# H200, never more than BUDGET_S = 570 s), for a session that is lent a GPU machine for a
-# few minutes and runs one command of at most 10 minutes:
+# H200, never more than BUDGET_S = 570 s, so it fits a 10-minute limit on one command):
 #
 #   bash benchmarks/gpu_check.sh "$OUT"          # on the GPU machine, from the repo root
 #   QUICK=1 bash benchmarks/gpu_check.sh /tmp/x  # a dry run of this script on a CPU
 #
-# It needs jax with CUDA, optax, chex, numpy, ml_dtypes, flatbuffers and tqdm importable by
-# python3 (the lent machines have them; funcnet itself is used from this checkout, not
-# installed). It runs: the cuDNN fused-attention test of tests/nn/test_attention.py; the
-# export round trip (benchmarks/export_check.py: a model exported for cpu and cuda, run on
+# It needs jax with CUDA, optax, numpy, ml_dtypes, flatbuffers and tqdm importable by
+# python3 (funcnet itself is used from this checkout, not installed). It runs: the cuDNN
+# fused-attention test of tests/nn/test_attention.py; the export round trip (benchmarks/export_check.py: a model exported for cpu and cuda, run on
 # the GPU in a fresh process against the CPU's outputs, and a CPU-only export refused);
 # mixed precision (benchmarks/precision.py: float32, bf16 and fp16 train steps of the
 # transformer and of the GPT-2-small workload); funcnet against raw JAX on the GPT-2-small
@@ -18,8 +16,7 @@
 # Every step has a time limit, cut to what is left of BUDGET_S; a step with no time left
 # is skipped, said so in log.txt and gpu.md. It writes at most five files into OUT:
 # log.txt (every command's output), env.txt, cudnn.txt, gpu.md (the export check and the
-# tables of every configuration, one after another) and gpu-json.tar.gz (the JSON files),
-# so that they all come back.
+# tables of every configuration, one after another) and gpu-json.tar.gz (the JSON files).
 set -uo pipefail
 out=${1:?usage: gpu_check.sh OUT_DIR}
 mkdir -p "$out"

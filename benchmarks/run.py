@@ -33,7 +33,7 @@ from benchmarks import harness
 from benchmarks.run_one import IMPLS
 from benchmarks.workloads import ALL_WORKLOADS, CPU_WORKLOADS
 
-#: The libraries whose fastest run funcnet must match (the issue's target).
+#: The libraries whose fastest run funcnet must match (a target of the suite).
 PEERS = ("nnx", "linen", "equinox", "haiku")
 LIBRARY_OF = {
     "linen": "flax",

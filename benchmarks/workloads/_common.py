@@ -1,7 +1,7 @@
 """What the workloads share: fixed data, hand-written optimizers and loss, Bench adapters.
 
 The hand-written pieces are the raw-JAX reference's: each is the fastest formulation
-measured on XLA:CPU (shared/reference/jax-facts.md), not the most literal one.
+measured on XLA:CPU, not the most literal one.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def cross_entropy_terms(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Per-row softmax cross-entropy over integer labels, computed in float32.
 
     ``logsumexp - logit[label]`` with the label's logit picked by ``take_along_axis``
-    (0.88x the step time of a one-hot mask on the MLP, jax-facts.md).
+    (0.88x the step time of a one-hot mask on the MLP).
     """
     logits = logits.astype(jnp.float32)
     picked = jnp.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]

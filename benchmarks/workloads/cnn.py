@@ -1,4 +1,4 @@
-"""cnn: the seeds' CIFAR CNN; batch 64 of 32×32×3 (NHWC); SGD lr 0.01, momentum 0.9.
+"""cnn: the CIFAR-10 tutorials' CNN; batch 64 of 32×32×3 (NHWC); SGD lr 0.01, momentum 0.9.
 
 Conv 3→32 and 32→64 (3×3, padding 1), each followed by ReLU and a 2×2 max-pool; Flatten;
 Linear 4096→128, ReLU, Linear 128→10. 545,098 parameters.
@@ -69,7 +69,7 @@ def max_pool_2x2(y: jax.Array) -> jax.Array:
     """2×2 max-pool as reshape + max with a hand-written select gradient.
 
     Not ``lax.reduce_window``: its gradient is a ``select_and_scatter``, 1.5× the step
-    time on XLA:CPU (jax-facts.md). Not plain ``reshape + max`` either: ``jnp.max``'s
+    time on XLA:CPU. Not plain ``reshape + max`` either: ``jnp.max``'s
     own gradient (equality mask, tie count, division) makes this step's program move
     1.33× the bytes (2.41e8 against 1.81e8 in XLA's cost analysis).
     """

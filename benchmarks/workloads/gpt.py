@@ -11,7 +11,7 @@ use; activations (the residual stream included) in bfloat16; LayerNorm statistic
 softmax and the loss in float32. ``--set dtype=float32`` (or ``fp16``) makes the model's
 own casts go to that dtype instead (``benchmarks.precision`` compares them).
 
-Throughput: tokens/s = batch·seq / step time. Model FLOPs per step (the issue's count):
+Throughput: tokens/s = batch·seq / step time. Model FLOPs per step:
 ``6·N·tokens + 12·L·seq·d·tokens`` (N parameters, L layers, d d_model: matmuls forward
 and backward, plus attention's score and value products). MFU = FLOPs / step time /
 peak; peak 989 TFLOP/s (H100 SXM dense bf16), ``run.py --peak-tflops`` to change it.

@@ -2,9 +2,8 @@
 state → Linear 128→10; Adam 1e-3.
 
 PyTorch's LSTM (gate order i, f, g, o; two bias vectors per layer): 214,282 parameters.
-(The reference figures in shared/reference/README.md were taken with one bias per layer,
-213,258 parameters, as Flax's, Haiku's and Equinox's built-in cells have; here every
-implementation has PyTorch's two.)
+Flax's, Haiku's and Equinox's built-in cells have one bias per layer (213,258
+parameters); here every implementation has PyTorch's two.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ def raw_init(cfg: dict[str, Any], key: jax.Array) -> dict[str, Any]:
         kw, kb1, kb2 = keys[3 * layer : 3 * layer + 3]
         params[f"l{layer}"] = {
             # weight_ih and weight_hh stacked once, at init: one (I+H, 4H) gate matmul per
-            # step is the fastest LSTM step on XLA:CPU (jax-facts.md).
+            # step is the fastest LSTM step on XLA:CPU.
             "w": C.uniform(kw, (n_in + h, 4 * h), h),
             "b_ih": C.uniform(kb1, (4 * h,), h),
             "b_hh": C.uniform(kb2, (4 * h,), h),

