@@ -23,7 +23,7 @@ from funcnet.mixed_precision import (
     get_policy,
     with_loss_scale,
 )
-from tests.train.test_docs import run_python_blocks
+from tests.docs.runner import run_page
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 BF16, F16, F32 = jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16), jnp.dtype(jnp.float32)
@@ -301,5 +301,5 @@ def test_a_nonfinite_loss_still_stops_fit_under_loss_scaling(key):
 # ------------------------------------------------------------------------------- docs
 def test_mixed_precision_guide_runs_top_to_bottom(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    namespace = run_python_blocks(DOCS / "mixed-precision.md")
+    namespace = run_page(DOCS / "mixed-precision.md")
     assert namespace["history"].steps[-1]["loss_scale"] > 0

@@ -53,7 +53,7 @@ class CheckpointMismatchError(CheckpointError, ValueError):
 
     def __init__(self, message: str, differences: Iterable[str] = ()) -> None:
         super().__init__(bounded(message))
-        self.differences = tuple(differences)
+        self.differences: tuple[str, ...] = tuple(differences)
 
 
 class PartialRestoreWarning(UserWarning):

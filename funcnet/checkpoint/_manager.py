@@ -71,7 +71,7 @@ class CheckpointManager:
             raise ValueError(f"keep_best must be a non-negative int, got {keep_best!r}")
         if best_metric is not None and not isinstance(best_metric, str):
             raise ValueError(f"best_metric must be a metric name, got {best_metric!r}")
-        self.directory = Path(directory)
+        self.directory: Path = Path(directory)
         self.max_to_keep = max_to_keep
         self.best_metric = best_metric
         self.best_mode = best_mode

@@ -116,8 +116,10 @@ def restore_checkpoint(
         ``skipped``).
 
     Raises:
-        CheckpointNotFoundError, CorruptCheckpointError, CheckpointMismatchError,
-        CheckpointError: as for ``restore``.
+        CheckpointNotFoundError: the directory, any checkpoint, or the step is missing.
+        CorruptCheckpointError: the checkpoint is truncated, corrupt or was edited.
+        CheckpointMismatchError: the checkpoint does not match ``target`` (``strict=True``).
+        CheckpointError: the checkpoint was written by a newer funcnet.
     """
     directory = Path(directory)
     step = None if step is None else check_step(step)

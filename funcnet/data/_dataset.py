@@ -179,7 +179,7 @@ class Subset:
         ValueError: ``indices`` is not 1-d or is out of range.
     """
 
-    def __init__(self, dataset: Dataset, indices: Sequence[int] | np.ndarray) -> None:
+    def __init__(self, dataset: Dataset[Any], indices: Sequence[int] | np.ndarray) -> None:
         idx = np.asarray(indices)
         if idx.size == 0:
             idx = idx.astype(np.int64)
@@ -193,8 +193,8 @@ class Subset:
             raise ValueError(
                 f"Subset index {int(bad)} is out of range for a dataset of {n} samples"
             )
-        self.dataset = dataset
-        self.indices = idx.astype(np.int64, copy=False)
+        self.dataset: Dataset[Any] = dataset
+        self.indices: np.ndarray = idx.astype(np.int64, copy=False)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -224,11 +224,11 @@ class ConcatDataset:
         ValueError: ``datasets`` is empty.
     """
 
-    def __init__(self, datasets: Sequence[Dataset]) -> None:
-        self.datasets = list(datasets)
+    def __init__(self, datasets: Sequence[Dataset[Any]]) -> None:
+        self.datasets: list[Dataset[Any]] = list(datasets)
         if not self.datasets:
             raise ValueError("ConcatDataset needs at least one dataset")
-        self.cumulative_sizes = list(np.cumsum([len(d) for d in self.datasets]).tolist())
+        self.cumulative_sizes: list[int] = list(np.cumsum([len(d) for d in self.datasets]).tolist())
 
     def __len__(self) -> int:
         return self.cumulative_sizes[-1]
@@ -289,7 +289,9 @@ def _split_lengths(n: int, lengths: Sequence[int | float]) -> list[int]:
     return sizes
 
 
-def random_split(dataset: Dataset, lengths: Sequence[int | float], seed: int = 0) -> list[Subset]:
+def random_split(
+    dataset: Dataset[Any], lengths: Sequence[int | float], seed: int = 0
+) -> list[Subset]:
     """Splits a dataset into non-overlapping random subsets (PyTorch's ``random_split``).
 
     The split is a permutation of ``range(len(dataset))`` from NumPy's

@@ -21,7 +21,7 @@ from ._placement import Placement, mask_placement
 __all__ = ["DataLoader"]
 
 # The fast path gathers a chunk of consecutive batches with one NumPy call per array: fewer
-# calls and thread hand-offs per batch. ~1 MiB chunks measured fastest (they stay in cache).
+# calls and thread hand-offs per batch. ~1 MiB chunks are fastest (they stay in cache).
 _CHUNK_BYTES = 1 << 20
 _MAX_CHUNK_BATCHES = 32
 _THREAD_PREFIX = "funcnet-data"
@@ -132,7 +132,7 @@ class DataLoader:
 
     def __init__(
         self,
-        dataset: Dataset,
+        dataset: Dataset[Any],
         batch_size: int = 1,
         shuffle: bool = False,
         drop_last: bool = False,
@@ -141,7 +141,7 @@ class DataLoader:
         transform: Callable[..., Any] | None = None,
         num_workers: int = 0,
         prefetch: int = 2,
-        device: jax.Device | jax.sharding.Sharding | None = None,
+        device: Any = None,  # a jax.Device (which has no static type) or a Sharding
         pad_last: bool = False,
     ) -> None:
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
@@ -157,16 +157,16 @@ class DataLoader:
                 f"got {type(device).__name__}"
             )
         self.dataset = dataset
-        self.batch_size = _check_int("batch_size", batch_size, 1)
-        self.seed = _check_int("seed", seed, 0)
-        self.num_workers = _check_int("num_workers", num_workers, 0)
-        self.prefetch = _check_int("prefetch", prefetch, 0)
-        self.shuffle = bool(shuffle)
-        self.drop_last = bool(drop_last)
-        self.pad_last = bool(pad_last)
+        self.batch_size: int = _check_int("batch_size", batch_size, 1)
+        self.seed: int = _check_int("seed", seed, 0)
+        self.num_workers: int = _check_int("num_workers", num_workers, 0)
+        self.prefetch: int = _check_int("prefetch", prefetch, 0)
+        self.shuffle: bool = bool(shuffle)
+        self.drop_last: bool = bool(drop_last)
+        self.pad_last: bool = bool(pad_last)
         self.collate_fn = collate_fn
         self.transform = transform
-        self.device = device
+        self.device: Any = device
         Placement(device, self.batch_size)  # checks that batch_size splits evenly
         self._epoch = 0
         self._batch_index = 0

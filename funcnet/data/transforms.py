@@ -146,13 +146,12 @@ class ToFloat(_Affine):
             uint8) and 1 for float input. E.g. ``1/16`` for :func:`load_digits` (0..16).
         dtype: output dtype.
 
-    Returns:
-        From ``__call__``: ``x * scale`` of the input's shape, dtype ``dtype``.
+    Calling it, ``t(x)``, returns ``x * scale`` of the input's shape, dtype ``dtype``.
     """
 
     def __init__(self, scale: float | None = None, dtype: Any = np.float32) -> None:
-        self.scale = scale
-        self.dtype = np.dtype(dtype)
+        self.scale: float | None = scale
+        self.dtype: np.dtype[Any] = np.dtype(dtype)
 
     def _affine(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
         scale = self.scale
@@ -183,11 +182,11 @@ class Normalize(_Affine):
     def __init__(
         self, mean: float | Sequence[float], std: float | Sequence[float], dtype: Any = np.float32
     ) -> None:
-        self.mean = np.asarray(mean, np.float64)
-        self.std = np.asarray(std, np.float64)
+        self.mean: np.ndarray = np.asarray(mean, np.float64)
+        self.std: np.ndarray = np.asarray(std, np.float64)
         if np.any(self.std == 0):
             raise ValueError(f"Normalize std must be non-zero, got {self.std.tolist()}")
-        self.dtype = np.dtype(dtype)
+        self.dtype: np.dtype[Any] = np.dtype(dtype)
 
     def _affine(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
         return 1.0 / self.std, -self.mean / self.std
@@ -207,8 +206,8 @@ class RandomCrop(Transform):
         padding: pixels added on each side: an int, or ``(pad_h, pad_w)``.
         fill: the padding value.
 
-    Returns:
-        From ``__call__(x, key=key)``: ``(N, h, w, C)`` (or ``(N, h, w)``), ``x``'s dtype.
+    Calling it, ``t(x, key=key)``, returns ``(N, h, w, C)`` (or ``(N, h, w)``) in
+    ``x``'s dtype.
 
     Raises:
         ValueError: when called, a crop larger than the padded image.
@@ -219,13 +218,15 @@ class RandomCrop(Transform):
     def __init__(
         self, size: int | Sequence[int], padding: int | Sequence[int] = 0, fill: float = 0
     ):
-        self.size = (size, size) if isinstance(size, int) else tuple(size)
-        self.padding = (padding, padding) if isinstance(padding, int) else tuple(padding)
+        self.size: tuple[int, ...] = (size, size) if isinstance(size, int) else tuple(size)
+        self.padding: tuple[int, ...] = (
+            (padding, padding) if isinstance(padding, int) else tuple(padding)
+        )
         if len(self.size) != 2 or len(self.padding) != 2 or min(*self.padding) < 0:
             raise ValueError(
                 f"RandomCrop size and padding must be (h, w) pairs, got {size}, {padding}"
             )
-        self.fill = fill
+        self.fill: float = fill
 
     def __call__(self, x: Any, *, key: Any = None) -> Any:
         _check_images("RandomCrop", x)
@@ -262,8 +263,7 @@ class RandomHorizontalFlip(Transform):
     Args:
         p: probability that an image is flipped.
 
-    Returns:
-        From ``__call__(x, key=key)``: ``x``'s shape and dtype.
+    Calling it, ``t(x, key=key)``, returns an array of ``x``'s shape and dtype.
     """
 
     random = True
@@ -301,8 +301,8 @@ class Compose(Transform):
     """
 
     def __init__(self, transforms: Sequence[Callable[..., Any]]) -> None:
-        self.transforms = list(transforms)
-        self.random = any(takes_key(t) for t in self.transforms)
+        self.transforms: list[Callable[..., Any]] = list(transforms)
+        self.random: bool = any(takes_key(t) for t in self.transforms)
         self._steps: list[Any] = []
         for t in self.transforms:
             if isinstance(t, _Affine) and self._steps and isinstance(self._steps[-1], _AffineRun):

@@ -2,7 +2,7 @@
 
 Inputs are ``(N, *spatial, C)`` (NLC, NHWC, NDHWC) or unbatched ``(*spatial, C)``;
 kernels are ``(*kernel, in_channels // groups, out_channels)`` (WIO, HWIO, DHWIO). Each
-function is one ``lax.conv_general_dilated`` (measured faster on XLA:CPU than im2col).
+function is one ``lax.conv_general_dilated`` (faster on XLA:CPU than im2col).
 Shapes are checked while tracing, and errors name the function, or the layer's path when
 a layer calls them. Every broadcast is explicit (rank-promotion-safe).
 """
@@ -296,7 +296,11 @@ def conv3d(
         weight: (kd, kh, kw, C_in // groups, C_out) (DHWIO) — from PyTorch's
             ``(C_out, C_in // groups, kd, kh, kw)`` by ``w.permute(2, 3, 4, 1, 0)``.
         bias: (C_out,) or None.
-        stride, padding, dilation, groups: as :func:`conv2d`, with 3-tuples.
+        stride: int or (sd, sh, sw).
+        padding: int or (pd, ph, pw) zeros on both sides, or ``"same"`` / ``"valid"``, as
+            in :func:`conv2d`.
+        dilation: int or (dd, dh, dw).
+        groups: C_in and C_out are split into ``groups`` independent groups.
 
     Returns:
         (N, D_out, H_out, W_out, C_out) (or unbatched), in the arguments' promoted dtype.
@@ -477,8 +481,13 @@ def conv_transpose1d(
             transposes. PyTorch's ``(C_in, C_out // groups, k)`` weight converts with
             ``w.permute(2, 1, 0)``: a transpose, no flip.
         bias: (C_out,) or None.
-        stride, padding, output_padding, groups, dilation: as :func:`conv_transpose2d`,
-            with ints or 1-tuples.
+        stride: int or 1-tuple.
+        padding: int or 1-tuple: ``dilation·(k − 1) − padding`` zeros are added to each
+            side of the stride-dilated input, as in :func:`conv_transpose2d`.
+        output_padding: int or 1-tuple, extra positions on the high side; smaller than
+            the stride or the dilation.
+        groups: independent groups, as in :func:`conv1d`.
+        dilation: int or 1-tuple.
 
     Returns:
         (N, L_out, C_out) (or (L_out, C_out)), in the arguments' promoted dtype;
@@ -529,8 +538,13 @@ def conv_transpose3d(
             this one transposes. PyTorch's ``(C_in, C_out // groups, kd, kh, kw)`` weight
             converts with ``w.permute(2, 3, 4, 1, 0)``: a transpose, no flip.
         bias: (C_out,) or None.
-        stride, padding, output_padding, groups, dilation: as :func:`conv_transpose2d`,
-            with ints or 3-tuples.
+        stride: int or (sd, sh, sw).
+        padding: int or (pd, ph, pw): ``dilation·(k − 1) − padding`` zeros are added to
+            each side of the stride-dilated input, as in :func:`conv_transpose2d`.
+        output_padding: int or (od, oh, ow) extra positions on the high side; each
+            smaller than the stride or the dilation on its axis.
+        groups: independent groups, as in :func:`conv3d`.
+        dilation: int or (dd, dh, dw).
 
     Returns:
         (N, D_out, H_out, W_out, C_out) (or unbatched), in the arguments' promoted dtype;

@@ -4,8 +4,8 @@ local_response_norm (channels-last).
 Statistics and the normalisation itself are computed in at least float32 (bfloat16 and
 float16 inputs are upcast, float64 stays float64), as PyTorch does with its "opmath"
 type; the result is cast back to the input's dtype. Variances are two-pass (the mean of
-squared deviations from the mean), which is more accurate than E[x²] − E[x]² and was
-also faster here. Every broadcast is explicit, so these functions run under
+squared deviations from the mean), which is more accurate than E[x²] − E[x]² and
+faster on XLA:CPU. Every broadcast is explicit, so these functions run under
 ``jax.numpy_dtype_promotion("strict")`` and ``jax.numpy_rank_promotion("raise")``.
 """
 

@@ -9,11 +9,10 @@ Three code paths give the same values and gradients:
 - **non-overlapping windows** (stride == kernel_size, no dilation), the common 2×2/2
   case, with any padding or ceil_mode: pad (with −inf for max, 0 for average), crop the
   tail that floor mode drops, reshape to ``(N, H_out, kh, W_out, kw, C)`` and reduce the
-  window axes. Its gradient is elementwise; the gradient of ``lax.reduce_window``'s max
-  is a ``select_and_scatter``, which made a CIFAR CNN train step ~1.5× slower on
-  XLA:CPU (shared/reference/jax-facts.md).
-- **overlapping windows**: ``lax.reduce_window`` (stacking the strided slices of a 3×3/2
-  max-pool and reducing them measured ~1.5× slower for a train step on XLA:CPU).
+  window axes. Its gradient is elementwise, where the gradient of
+  ``lax.reduce_window``'s max is a ``select_and_scatter``, much slower on XLA:CPU.
+- **overlapping windows**: ``lax.reduce_window`` (faster on XLA:CPU than stacking the
+  strided slices and reducing them).
 - **dilated max-pooling windows**: the ``prod(kernel_size)`` strided slices stacked and
   reduced, because ``reduce_window``'s max has no gradient with window dilation in JAX.
 

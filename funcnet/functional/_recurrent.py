@@ -12,9 +12,8 @@ sequence length. Each step does one fused gate matmul. Two ways to get the input
 - ``"hoisted"``: ``x @ weight_ih`` for all time steps as one matmul before the loop; each
   step adds ``h @ weight_hh``. The usual win on GPU.
 - ``"per_step"``: each step multiplies ``concat([x_t, h])`` by ``concat([weight_ih,
-  weight_hh])``, an ``(in + hidden, gates * hidden)`` matrix built once per call. Measured
-  1.7-1.9x faster than ``"hoisted"`` for a forward + backward pass on XLA:CPU (2 cores,
-  hidden 128; docs/sequence.md).
+  weight_hh])``, an ``(in + hidden, gates * hidden)`` matrix built once per call. The
+  faster choice on XLA:CPU (docs/performance.md).
 - ``"auto"`` (default): ``"per_step"`` on CPU, ``"hoisted"`` elsewhere.
 
 An LSTM with projections (PyTorch's ``proj_size``) multiplies each step's hidden state by
@@ -108,7 +107,8 @@ def rnn_cell(
         h: (*, hidden_size).
         weight_ih: (input_size, hidden_size) — PyTorch's ``weight_ih`` transposed.
         weight_hh: (hidden_size, hidden_size).
-        bias_ih, bias_hh: (hidden_size,) or None.
+        bias_ih: (hidden_size,) or None.
+        bias_hh: (hidden_size,) or None.
         nonlinearity: ``"tanh"`` or ``"relu"``.
 
     Returns:
@@ -135,7 +135,8 @@ def lstm_cell(
         hx: ``(h, c)``, each (*, hidden_size).
         weight_ih: (input_size, 4 * hidden_size) — PyTorch's ``weight_ih`` transposed.
         weight_hh: (hidden_size, 4 * hidden_size).
-        bias_ih, bias_hh: (4 * hidden_size,) or None.
+        bias_ih: (4 * hidden_size,) or None.
+        bias_hh: (4 * hidden_size,) or None.
 
     Returns:
         ``(h', c')``, each (*, hidden_size).
@@ -162,7 +163,8 @@ def gru_cell(
         h: (*, hidden_size).
         weight_ih: (input_size, 3 * hidden_size) — PyTorch's ``weight_ih`` transposed.
         weight_hh: (hidden_size, 3 * hidden_size).
-        bias_ih, bias_hh: (3 * hidden_size,) or None.
+        bias_ih: (3 * hidden_size,) or None.
+        bias_hh: (3 * hidden_size,) or None.
 
     Returns:
         h' of shape (*, hidden_size).
@@ -265,7 +267,10 @@ def scan_layer(
         mode: ``"rnn_tanh"``, ``"rnn_relu"``, ``"lstm"`` or ``"gru"``.
         x: (T, B, I), or (B, T, I) when ``batch_first``.
         state: the initial state: ``(h,)`` or ``(h, c)``, each (B, H), in x's dtype.
-        weight_ih, weight_hh, bias_ih, bias_hh: as in the cell functions.
+        weight_ih: as in the cell functions.
+        weight_hh: as in the cell functions.
+        bias_ih: as in the cell functions.
+        bias_hh: as in the cell functions.
         lengths: optional (B,) integers; steps t >= lengths[b] leave the state unchanged
             and output zeros.
         reverse: run from the last valid step backwards (the reverse direction of a
@@ -391,7 +396,10 @@ def rnn(
     Args:
         x: (T, B, input_size), or (B, T, input_size) when ``batch_first``; floating.
         h0: (B, hidden_size) or None for zeros.
-        weight_ih, weight_hh, bias_ih, bias_hh: as in :func:`rnn_cell`.
+        weight_ih: as in :func:`rnn_cell`.
+        weight_hh: as in :func:`rnn_cell`.
+        bias_ih: as in :func:`rnn_cell`.
+        bias_hh: as in :func:`rnn_cell`.
         nonlinearity: ``"tanh"`` or ``"relu"``.
         lengths: optional (B,) integer valid lengths; padded steps neither update the state
             nor appear in the output (zeros there), as PyTorch's packed sequences.
@@ -434,9 +442,14 @@ def lstm(
         x: (T, B, input_size), or (B, T, input_size) when ``batch_first``; floating.
         hx: ``(h0, c0)``, h0 (B, P) and c0 (B, hidden_size), or None for zeros; P is
             proj_size with ``weight_hr``, else hidden_size.
-        weight_ih, bias_ih, bias_hh: as in :func:`lstm_cell`.
+        weight_ih: as in :func:`lstm_cell`.
+        bias_ih: as in :func:`lstm_cell`.
+        bias_hh: as in :func:`lstm_cell`.
         weight_hh: (P, 4 * hidden_size).
-        lengths, reverse, batch_first, input_projection: as in :func:`rnn`.
+        lengths: as in :func:`rnn`.
+        reverse: as in :func:`rnn`.
+        batch_first: as in :func:`rnn`.
+        input_projection: as in :func:`rnn`.
         weight_hr: optional (hidden_size, proj_size): PyTorch's ``weight_hr_l{k}``
             transposed.
 
@@ -469,8 +482,14 @@ def gru(
     Args:
         x: (T, B, input_size), or (B, T, input_size) when ``batch_first``; floating.
         h0: (B, hidden_size) or None for zeros.
-        weight_ih, weight_hh, bias_ih, bias_hh: as in :func:`gru_cell`.
-        lengths, reverse, batch_first, input_projection: as in :func:`rnn`.
+        weight_ih: as in :func:`gru_cell`.
+        weight_hh: as in :func:`gru_cell`.
+        bias_ih: as in :func:`gru_cell`.
+        bias_hh: as in :func:`gru_cell`.
+        lengths: as in :func:`rnn`.
+        reverse: as in :func:`rnn`.
+        batch_first: as in :func:`rnn`.
+        input_projection: as in :func:`rnn`.
 
     Returns:
         ``(output, h_n)``: output (T, B, hidden_size) (or batch-first), h_n (B, hidden_size).

@@ -692,8 +692,11 @@ def fold(
     Args:
         x: (N, L, C·kh·kw) or unbatched (L, C·kh·kw), blocks as :func:`unfold` gives them.
         output_size: int or (H, W) of the output.
-        kernel_size, dilation, padding, stride: as :func:`unfold`; L must be the number
-            of blocks they give for output_size.
+        kernel_size: int or (kh, kw), as in :func:`unfold`.
+        dilation: int or (dh, dw), spacing between a block's elements.
+        padding: int or (ph, pw) zeros added to both sides of H and W (cut off here).
+        stride: int or (sh, sw) between blocks. L must be the number of blocks that
+            these four give for output_size.
 
     Returns:
         (N, H, W, C) (or (H, W, C)) in ``x``'s dtype.

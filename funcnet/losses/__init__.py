@@ -91,4 +91,4 @@ __all__ = [
 
 # doctest.testmod(funcnet.losses) only looks at objects defined in this file; listing the
 # re-exported functions here runs their Examples too.
-__test__ = {name: globals()[name] for name in __all__}
+__test__: dict[str, object] = {name: globals()[name] for name in __all__}

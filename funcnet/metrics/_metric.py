@@ -119,7 +119,7 @@ class Mean(Metric):
         return state["total"] / state["weight"]
 
 
-class MetricCollection(Metric, Mapping):
+class MetricCollection(Metric, Mapping[str, Metric]):
     """Several accumulators under names, with the same protocol; states are dicts of states.
 
     Every member's ``update`` receives the same arguments, so group metrics that take the

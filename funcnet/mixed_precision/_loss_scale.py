@@ -163,7 +163,7 @@ def with_loss_scale(
         return LossScaleState(scale, jnp.zeros((), jnp.int32), guarded.init(params))
 
     def update(
-        grads: Updates, state: LossScaleState, params: Params | None = None
+        updates: Updates, state: LossScaleState, params: Params | None = None
     ) -> tuple[Updates, LossScaleState]:
         if not isinstance(state, LossScaleState):
             raise ValueError(
@@ -171,10 +171,10 @@ def with_loss_scale(
                 "pass the state made by this optimizer's init"
             )
         inv_scale = 1.0 / state.scale
-        grads = jax.tree_util.tree_map(lambda g: _unscale(g, inv_scale), grads)
-        updates, inner = guarded.update(grads, state.inner_state, params)
+        updates = jax.tree_util.tree_map(lambda g: _unscale(g, inv_scale), updates)
+        out, inner = guarded.update(updates, state.inner_state, params)
         scale, tracker = rule.adjust(state.scale, state.growth_tracker, inner.last_finite)
-        return updates, LossScaleState(scale, tracker, inner)
+        return out, LossScaleState(scale, tracker, inner)
 
     return GradientTransformation(init, update)
 

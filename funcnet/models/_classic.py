@@ -63,9 +63,9 @@ class MLP(Pretrainable):
     ) -> None:
         super().__init__(weights)
         self.in_features = in_features
-        self.hidden_sizes = tuple(hidden_sizes)
+        self.hidden_sizes: tuple[int, ...] = tuple(hidden_sizes)
         self.num_classes = num_classes
-        self.flatten = nn.Flatten()
+        self.flatten: nn.Flatten = nn.Flatten()
         sizes = (in_features, *self.hidden_sizes, num_classes)
         for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes), start=1):
             setattr(self, f"fc{i}", nn.Linear(fan_in, fan_out))
@@ -98,13 +98,13 @@ class LeNet5(Pretrainable):
         self, num_classes: int = 10, in_channels: int = 1, *, weights: Weights = None
     ) -> None:
         super().__init__(weights)
-        self.conv1 = nn.Conv2d(in_channels, 6, 5, padding=2)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.pool = nn.AvgPool2d(2)
-        self.flatten = nn.Flatten()
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, num_classes)
+        self.conv1: nn.Conv2d = nn.Conv2d(in_channels, 6, 5, padding=2)
+        self.conv2: nn.Conv2d = nn.Conv2d(6, 16, 5)
+        self.pool: nn.AvgPool2d = nn.AvgPool2d(2)
+        self.flatten: nn.Flatten = nn.Flatten()
+        self.fc1: nn.Linear = nn.Linear(16 * 5 * 5, 120)
+        self.fc2: nn.Linear = nn.Linear(120, 84)
+        self.fc3: nn.Linear = nn.Linear(84, num_classes)
 
     def torch_flatten_inputs(self) -> dict[str, tuple[int, ...]]:
         """``fc1`` reads PyTorch's (16, 5, 5) flatten (see ``Pretrainable``)."""
@@ -134,12 +134,12 @@ class TutorialCNN(Pretrainable):
 
     def __init__(self, num_classes: int = 10, *, weights: Weights = None) -> None:
         super().__init__(weights)
-        self.conv1 = nn.Conv2d(3, 32, 3, padding=1)
-        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
-        self.pool = nn.MaxPool2d(2)
-        self.flatten = nn.Flatten()
-        self.fc1 = nn.Linear(64 * 8 * 8, 128)
-        self.fc2 = nn.Linear(128, num_classes)
+        self.conv1: nn.Conv2d = nn.Conv2d(3, 32, 3, padding=1)
+        self.conv2: nn.Conv2d = nn.Conv2d(32, 64, 3, padding=1)
+        self.pool: nn.MaxPool2d = nn.MaxPool2d(2)
+        self.flatten: nn.Flatten = nn.Flatten()
+        self.fc1: nn.Linear = nn.Linear(64 * 8 * 8, 128)
+        self.fc2: nn.Linear = nn.Linear(128, num_classes)
 
     def torch_flatten_inputs(self) -> dict[str, tuple[int, ...]]:
         """``fc1`` reads PyTorch's (64, 8, 8) flatten (see ``Pretrainable``)."""

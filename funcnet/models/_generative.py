@@ -97,14 +97,17 @@ class DCGANGenerator(_DCGAN):
         weights: Weights = None,
     ) -> None:
         super().__init__(weights)
-        self.nz, self.ngf, self.nc, self.image_size = nz, ngf, nc, image_size
+        self.nz: int = nz
+        self.ngf: int = ngf
+        self.nc: int = nc
+        self.image_size: int = image_size
         k = _num_upsamplings("DCGANGenerator", image_size)
         width = ngf * 2 ** (k - 1)
         layers: list[nn.Module] = [_up(nz, width, 1, 0), nn.BatchNorm2d(width), nn.ReLU()]
         for _ in range(k - 1):
             layers += [_up(width, width // 2, 2, 1), nn.BatchNorm2d(width // 2), nn.ReLU()]
             width //= 2
-        self.main = nn.Sequential(*layers, _up(width, nc, 2, 1), nn.Tanh())
+        self.main: nn.Sequential = nn.Sequential(*layers, _up(width, nc, 2, 1), nn.Tanh())
 
     def forward(self, ctx: nn.Context, z: jax.Array) -> jax.Array:
         if z.ndim == 2:
@@ -140,14 +143,16 @@ class DCGANDiscriminator(_DCGAN):
         self, nc: int = 3, ndf: int = 64, image_size: int = 64, *, weights: Weights = None
     ) -> None:
         super().__init__(weights)
-        self.nc, self.ndf, self.image_size = nc, ndf, image_size
+        self.nc: int = nc
+        self.ndf: int = ndf
+        self.image_size: int = image_size
         k = _num_upsamplings("DCGANDiscriminator", image_size)
         layers: list[Any] = [_down(nc, ndf, 2, 1), nn.LeakyReLU(0.2)]
         width = ndf
         for _ in range(k - 1):
             layers += [_down(width, width * 2, 2, 1), nn.BatchNorm2d(width * 2), nn.LeakyReLU(0.2)]
             width *= 2
-        self.main = nn.Sequential(*layers, _down(width, 1, 1, 0), nn.Sigmoid())
+        self.main: nn.Sequential = nn.Sequential(*layers, _down(width, 1, 1, 0), nn.Sigmoid())
 
     def forward(self, ctx: nn.Context, x: jax.Array) -> jax.Array:
         return self.main(ctx, x).reshape(-1)  # (N, 1, 1, 1) -> (N,)
@@ -212,11 +217,12 @@ class AutoEncoder(Pretrainable):
         weights: Weights = None,
     ) -> None:
         super().__init__(weights)
-        self.in_features, self.latent_dim = in_features, latent_dim
-        self.hidden_sizes = tuple(hidden_sizes)
+        self.in_features: int = in_features
+        self.latent_dim: int = latent_dim
+        self.hidden_sizes: tuple[int, ...] = tuple(hidden_sizes)
         sizes = (in_features, *self.hidden_sizes, latent_dim)
-        self.encoder = _mlp(sizes)
-        self.decoder = _mlp(sizes[::-1], nn.Sigmoid())
+        self.encoder: nn.Sequential = _mlp(sizes)
+        self.decoder: nn.Sequential = _mlp(sizes[::-1], nn.Sigmoid())
 
     def encode(self, ctx: nn.Context, x: jax.Array) -> jax.Array:
         """The code (N, latent_dim) of images (N, H, W, C) or rows (N, in_features)."""
@@ -261,12 +267,14 @@ class VAE(Pretrainable):
         weights: Weights = None,
     ) -> None:
         super().__init__(weights)
-        self.in_features, self.hidden_size, self.latent_dim = in_features, hidden_size, latent_dim
-        self.fc1 = nn.Linear(in_features, hidden_size)
-        self.fc21 = nn.Linear(hidden_size, latent_dim)
-        self.fc22 = nn.Linear(hidden_size, latent_dim)
-        self.fc3 = nn.Linear(latent_dim, hidden_size)
-        self.fc4 = nn.Linear(hidden_size, in_features)
+        self.in_features: int = in_features
+        self.hidden_size: int = hidden_size
+        self.latent_dim: int = latent_dim
+        self.fc1: nn.Linear = nn.Linear(in_features, hidden_size)
+        self.fc21: nn.Linear = nn.Linear(hidden_size, latent_dim)
+        self.fc22: nn.Linear = nn.Linear(hidden_size, latent_dim)
+        self.fc3: nn.Linear = nn.Linear(latent_dim, hidden_size)
+        self.fc4: nn.Linear = nn.Linear(hidden_size, in_features)
 
     def encode(self, ctx: nn.Context, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(mu, logvar)``, each (N, latent_dim), of the input (N, H, W, C) or (N, F)."""

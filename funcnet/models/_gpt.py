@@ -172,11 +172,11 @@ class GPT2(Pretrainable):
         self.n_positions = n_positions
         self.n_layer = n_layer
         self.dropout = dropout
-        self.wte = nn.Embedding(vocab_size, n_embd, weight_init=_normal)
-        self.wpe = nn.Embedding(n_positions, n_embd, weight_init=_normal)
+        self.wte: nn.Embedding = nn.Embedding(vocab_size, n_embd, weight_init=_normal)
+        self.wpe: nn.Embedding = nn.Embedding(n_positions, n_embd, weight_init=_normal)
         block = GPT2Block(n_embd, n_head, n_layer, dropout, layer_norm_epsilon)
-        self.h = nn.LayerStack(block, n_layer)
-        self.ln_f = nn.LayerNorm(n_embd, eps=layer_norm_epsilon)
+        self.h: nn.LayerStack = nn.LayerStack(block, n_layer)
+        self.ln_f: nn.LayerNorm = nn.LayerNorm(n_embd, eps=layer_norm_epsilon)
 
     def forward(self, ctx: nn.Context, ids: jax.Array) -> jax.Array:
         check_ndim(ctx, ids, 2, "token ids", "(N, T)")

@@ -145,7 +145,7 @@ class MobileNetV2(Pretrainable):
     ) -> None:
         super().__init__(weights)
         channels = _make_divisible(32 * width_mult, round_nearest)
-        self.last_channel = _make_divisible(1280 * max(1.0, width_mult), round_nearest)
+        self.last_channel: int = _make_divisible(1280 * max(1.0, width_mult), round_nearest)
         features: list[nn.Module] = [_conv_bn_relu6(3, channels, stride=2)]
         for t, c, n, s in _SETTING:
             out = _make_divisible(c * width_mult, round_nearest)
@@ -153,8 +153,8 @@ class MobileNetV2(Pretrainable):
                 features.append(InvertedResidual(channels, out, s if i == 0 else 1, t))
                 channels = out
         features.append(_conv_bn_relu6(channels, self.last_channel, kernel_size=1))
-        self.features = nn.Sequential(*features)
-        self.classifier = nn.Sequential(
+        self.features: nn.Sequential = nn.Sequential(*features)
+        self.classifier: nn.Sequential = nn.Sequential(
             nn.Dropout(dropout),
             nn.Linear(
                 self.last_channel, num_classes, weight_init=_linear_init, bias_init=nn.init.zeros

@@ -46,7 +46,7 @@ class MultiTask(Pretrainable):
         if not heads:
             raise ValueError(f"{type(self).__name__}: give at least one head")
         self.trunk = trunk
-        self.heads = nn.ModuleDict(dict(heads))
+        self.heads: nn.ModuleDict = nn.ModuleDict(dict(heads))
 
     def forward(self, ctx: nn.Context, x: Any) -> dict[str, Any]:
         features = self.trunk(ctx, x)

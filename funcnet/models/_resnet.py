@@ -63,10 +63,10 @@ class BasicBlock(nn.Module):
         self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
     ) -> None:
         super().__init__()
-        self.conv1 = _conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = _conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv1: nn.Conv2d = _conv3x3(inplanes, planes, stride)
+        self.bn1: nn.BatchNorm2d = nn.BatchNorm2d(planes)
+        self.conv2: nn.Conv2d = _conv3x3(planes, planes)
+        self.bn2: nn.BatchNorm2d = nn.BatchNorm2d(planes)
         self.downsample = downsample
         self.stride = stride
 
@@ -98,12 +98,12 @@ class Bottleneck(nn.Module):
         self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
     ) -> None:
         super().__init__()
-        self.conv1 = _conv1x1(inplanes, planes)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = _conv3x3(planes, planes, stride)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = _conv1x1(planes, planes * self.expansion)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.conv1: nn.Conv2d = _conv1x1(inplanes, planes)
+        self.bn1: nn.BatchNorm2d = nn.BatchNorm2d(planes)
+        self.conv2: nn.Conv2d = _conv3x3(planes, planes, stride)
+        self.bn2: nn.BatchNorm2d = nn.BatchNorm2d(planes)
+        self.conv3: nn.Conv2d = _conv1x1(planes, planes * self.expansion)
+        self.bn3: nn.BatchNorm2d = nn.BatchNorm2d(planes * self.expansion)
         self.downsample = downsample
         self.stride = stride
 
@@ -181,19 +181,21 @@ class ResNet(Pretrainable):
             raise ValueError(f"ResNet: layers must give 4 stage depths, got {tuple(layers)}")
         self.stem = stem
         self.num_classes = num_classes
-        self.conv1 = (
+        self.conv1: nn.Conv2d = (
             nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False, weight_init=_CONV_INIT)
             if stem == "imagenet"
             else _conv3x3(3, 64)
         )
-        self.bn1 = nn.BatchNorm2d(64)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if stem == "imagenet" else nn.Identity()
+        self.bn1: nn.BatchNorm2d = nn.BatchNorm2d(64)
+        self.maxpool: nn.Module = (
+            nn.MaxPool2d(3, stride=2, padding=1) if stem == "imagenet" else nn.Identity()
+        )
         inplanes = 64
         for i, (planes, depth) in enumerate(zip((64, 128, 256, 512), layers), start=1):
             stage, inplanes = _make_layer(block, inplanes, planes, depth, 1 if i == 1 else 2)
             setattr(self, f"layer{i}", stage)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        self.avgpool: nn.AdaptiveAvgPool2d = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc: nn.Linear = nn.Linear(512 * block.expansion, num_classes)
 
     def forward(self, ctx: nn.Context, x: jax.Array) -> jax.Array:
         x = F.relu(self.bn1(ctx, self.conv1(ctx, x)))

@@ -79,8 +79,10 @@ class LSTMClassifier(Pretrainable):
         super().__init__(weights)
         self.vocab_size = vocab_size
         self.bidirectional = bidirectional
-        self.embedding = None if vocab_size is None else nn.Embedding(vocab_size, input_size)
-        self.lstm = nn.LSTM(
+        self.embedding: nn.Embedding | None = (
+            None if vocab_size is None else nn.Embedding(vocab_size, input_size)
+        )
+        self.lstm: nn.LSTM = nn.LSTM(
             input_size,
             hidden_size,
             num_layers,
@@ -88,8 +90,8 @@ class LSTMClassifier(Pretrainable):
             dropout=dropout,
             bidirectional=bidirectional,
         )
-        self.drop = nn.Dropout(dropout)
-        self.fc = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
+        self.drop: nn.Dropout = nn.Dropout(dropout)
+        self.fc: nn.Linear = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
 
     def forward(self, ctx: nn.Context, x: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
         if self.embedding is not None:
@@ -161,14 +163,14 @@ class TransformerClassifier(Pretrainable):
         super().__init__(weights)
         self.max_len = max_len
         self.pad_id = pad_id
-        self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
-        self.pos_embedding = nn.Embedding(max_len, d_model)
-        self.drop = nn.Dropout(dropout)
+        self.embedding: nn.Embedding = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
+        self.pos_embedding: nn.Embedding = nn.Embedding(max_len, d_model)
+        self.drop: nn.Dropout = nn.Dropout(dropout)
         layer = nn.TransformerEncoderLayer(
             d_model, nhead, dim_feedforward, dropout=dropout, batch_first=True
         )
-        self.encoder = nn.TransformerEncoder(layer, num_layers)
-        self.fc = nn.Linear(d_model, num_classes)
+        self.encoder: nn.TransformerEncoder = nn.TransformerEncoder(layer, num_layers)
+        self.fc: nn.Linear = nn.Linear(d_model, num_classes)
 
     def forward(self, ctx: nn.Context, ids: jax.Array) -> jax.Array:
         check_ndim(ctx, ids, 2, "token ids", "(N, T)")

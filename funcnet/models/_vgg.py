@@ -87,8 +87,8 @@ class VGG(Pretrainable):
         super().__init__(weights)
         self.num_classes = num_classes
         self.features = features
-        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-        self.classifier = nn.Sequential(
+        self.avgpool: nn.AdaptiveAvgPool2d = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier: nn.Sequential = nn.Sequential(
             _linear(512 * 7 * 7, 4096),
             nn.ReLU(),
             nn.Dropout(dropout),

@@ -94,18 +94,18 @@ class Encoder(nn.Module):
         attention_dropout: float,
     ) -> None:
         super().__init__()
-        self.pos_embedding = nn.Parameter(
+        self.pos_embedding: nn.Parameter = nn.Parameter(
             (1, seq_length, hidden_dim), init=functools.partial(nn.init.normal, std=0.02)
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout: nn.Dropout = nn.Dropout(dropout)
         blocks = {
             f"encoder_layer_{i}": EncoderBlock(
                 num_heads, hidden_dim, mlp_dim, dropout, attention_dropout
             )
             for i in range(num_layers)
         }
-        self.layers = nn.Sequential(blocks)
-        self.ln = _LayerNorm(hidden_dim)
+        self.layers: nn.Sequential = nn.Sequential(blocks)
+        self.ln: nn.LayerNorm = _LayerNorm(hidden_dim)
 
     def forward(self, ctx: nn.Context, x: jax.Array) -> jax.Array:
         x = x + ctx.param("pos_embedding", x.dtype)
@@ -170,7 +170,7 @@ class VisionTransformer(Pretrainable):
         self.patch_size = patch_size
         self.hidden_dim = hidden_dim
         fan_in = 3 * patch_size * patch_size
-        self.conv_proj = nn.Conv2d(
+        self.conv_proj: nn.Conv2d = nn.Conv2d(
             3,
             hidden_dim,
             patch_size,
@@ -178,15 +178,15 @@ class VisionTransformer(Pretrainable):
             weight_init=functools.partial(nn.init.trunc_normal, std=math.sqrt(1 / fan_in)),
             bias_init=nn.init.zeros,
         )
-        self.class_token = nn.Parameter((1, 1, hidden_dim), init=nn.init.zeros)
+        self.class_token: nn.Parameter = nn.Parameter((1, 1, hidden_dim), init=nn.init.zeros)
         seq_length = (image_size // patch_size) ** 2 + 1
-        self.encoder = Encoder(
+        self.encoder: Encoder = Encoder(
             seq_length, num_layers, num_heads, hidden_dim, mlp_dim, dropout, attention_dropout
         )
         head = nn.Linear(
             hidden_dim, num_classes, weight_init=nn.init.zeros, bias_init=nn.init.zeros
         )
-        self.heads = nn.Sequential({"head": head})
+        self.heads: nn.Sequential = nn.Sequential({"head": head})
 
     def forward(self, ctx: nn.Context, x: jax.Array) -> jax.Array:
         check_ndim(ctx, x, 4, layout="(N, H, W, 3)")

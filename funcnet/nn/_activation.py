@@ -465,7 +465,7 @@ class PReLU(Module):
         self.init_value = init_value if init is None else init
         self.dtype = dtype
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
+    def init(self, key: jax.Array) -> tuple[dict[str, Any], dict[str, Any]]:
         del key  # PyTorch's deterministic init: every slope equals init_value
         return {"weight": jnp.full((self.num_parameters,), self.init_value, self.dtype)}, {}
 

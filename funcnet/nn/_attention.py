@@ -52,7 +52,8 @@ class MultiheadAttention(Module):
             values as one more key/value position (S + 1 keys), as PyTorch.
         add_zero_attn: then append a zero key and value (one more position, whose logit
             is 0), as PyTorch.
-        kdim, vdim: features of key and value (default embed_dim).
+        kdim: features of the key (default embed_dim).
+        vdim: features of the value (default embed_dim).
         batch_first: inputs and output are (B, L, E) instead of PyTorch's default (L, B, E).
         implementation: ``None`` (auto: cuDNN's fused kernel on a CUDA GPU for
             float16/bfloat16, else two einsums and a softmax), ``"xla"`` (JAX's XLA
@@ -63,9 +64,9 @@ class MultiheadAttention(Module):
             array) projects with the packed ``in_proj_weight``: ``"fused"``, one matmul
             to (…, 3·embed_dim) split after it (as PyTorch); ``"separate"``, three
             matmuls with the weight's three column blocks; ``"auto"`` (default):
-            separate on CPU, where it measured faster (the transformer benchmark's step
-            1.07× slower fused), fused elsewhere (one larger GEMM on a GPU). Same values
-            either way; other attention (key or value not the query) is always separate.
+            separate on CPU, where it is faster, fused elsewhere (one larger GEMM on a
+            GPU). Same values either way; other attention (key or value not the query)
+            is always separate.
 
     ``forward(ctx, query, key, value, key_padding_mask=None, need_weights=True,
     attn_mask=None, average_attn_weights=True, is_causal=False)`` with query (L, B, E)
@@ -132,17 +133,19 @@ class MultiheadAttention(Module):
             )
         e, xavier = self.embed_dim, init_lib.xavier_uniform
         if self._packed:
-            self.in_proj_weight = Parameter((e, 3 * e), xavier, self.dtype)
+            self.in_proj_weight: Parameter = Parameter((e, 3 * e), xavier, self.dtype)
         else:
-            self.q_proj_weight = Parameter((e, e), xavier, self.dtype)
-            self.k_proj_weight = Parameter((self._kdim, e), xavier, self.dtype)
-            self.v_proj_weight = Parameter((self._vdim, e), xavier, self.dtype)
+            self.q_proj_weight: Parameter = Parameter((e, e), xavier, self.dtype)
+            self.k_proj_weight: Parameter = Parameter((self._kdim, e), xavier, self.dtype)
+            self.v_proj_weight: Parameter = Parameter((self._vdim, e), xavier, self.dtype)
         if self.bias:
-            self.in_proj_bias = Parameter((3 * e,), init_lib.zeros, self.dtype)
+            self.in_proj_bias: Parameter = Parameter((3 * e,), init_lib.zeros, self.dtype)
         if self.add_bias_kv:
-            self.bias_k = Parameter((1, 1, e), _bias_kv_init, self.dtype)
-            self.bias_v = Parameter((1, 1, e), _bias_kv_init, self.dtype)
-        self.out_proj = Linear(e, e, bias=self.bias, bias_init=init_lib.zeros, dtype=self.dtype)
+            self.bias_k: Parameter = Parameter((1, 1, e), _bias_kv_init, self.dtype)
+            self.bias_v: Parameter = Parameter((1, 1, e), _bias_kv_init, self.dtype)
+        self.out_proj: Linear = Linear(
+            e, e, bias=self.bias, bias_init=init_lib.zeros, dtype=self.dtype
+        )
 
     @property
     def _kdim(self) -> int:

@@ -66,7 +66,7 @@ def _default_init(
     weight_init: Initializer | None,
     bias_init: Initializer | None,
     dtype: Any,
-) -> tuple[dict, dict]:
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Weight and bias with PyTorch's defaults, U(±1/sqrt(fan_in)), unless overridden."""
     kw, kb = jax.random.split(key)
     default = functools.partial(init_lib.default_uniform, fan_in=fan_in)
@@ -112,7 +112,7 @@ class _ConvNd(Module):
                 f"got {self.padding_mode!r}"
             )
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
+    def init(self, key: jax.Array) -> tuple[dict[str, Any], dict[str, Any]]:
         kernel = _ntuple(self.kernel_size, self._nd, "kernel_size", 1)
         in_per_group = self.in_channels // self.groups
         return _default_init(
@@ -268,7 +268,7 @@ class _ConvTransposeNd(Module):
         if self.padding_mode != "zeros":
             raise ValueError(f'{name}: only "zeros" padding_mode is supported')
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
+    def init(self, key: jax.Array) -> tuple[dict[str, Any], dict[str, Any]]:
         kernel = _ntuple(self.kernel_size, self._nd, "kernel_size", 1)
         out_per_group = self.out_channels // self.groups
         return _default_init(

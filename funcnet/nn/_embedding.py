@@ -98,7 +98,7 @@ class Embedding(Module):
             "Embedding", self.padding_idx, self.num_embeddings
         )
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
+    def init(self, key: jax.Array) -> tuple[dict[str, Any], dict[str, Any]]:
         params = _init_table(
             key,
             self.num_embeddings,
@@ -186,7 +186,7 @@ class EmbeddingBag(Module):
             "EmbeddingBag", self.padding_idx, self.num_embeddings
         )
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
+    def init(self, key: jax.Array) -> tuple[dict[str, Any], dict[str, Any]]:
         params = _init_table(
             key,
             self.num_embeddings,

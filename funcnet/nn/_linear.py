@@ -53,7 +53,7 @@ class Linear(Module):
     bias_init: Initializer | None = None
     dtype: Any = jnp.float32
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
+    def init(self, key: jax.Array) -> tuple[dict[str, Any], dict[str, Any]]:
         kw, kb = jax.random.split(key)
         default = functools.partial(init_lib.default_uniform, fan_in=self.in_features)
         params = {
@@ -103,7 +103,7 @@ class Bilinear(Module):
     bias_init: Initializer | None = None
     dtype: Any = jnp.float32
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
+    def init(self, key: jax.Array) -> tuple[dict[str, Any], dict[str, Any]]:
         kw, kb = jax.random.split(key)
         default = functools.partial(init_lib.default_uniform, fan_in=self.in1_features)
         shape = (self.in1_features, self.in2_features, self.out_features)

@@ -130,7 +130,7 @@ def _loss(cls: type) -> type:
 class CrossEntropyLoss(_Loss):
     """``torch.nn.CrossEntropyLoss``: :func:`funcnet.losses.cross_entropy` as an object.
 
-    Args:
+    Attributes:
         weight: optional class weights ``(C,)`` (stored as a read-only NumPy array).
         ignore_index: a class-index target with this value counts nowhere.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
@@ -163,7 +163,7 @@ class CrossEntropyLoss(_Loss):
 class NLLLoss(_Loss):
     """``torch.nn.NLLLoss``: :func:`funcnet.losses.nll_loss` as an object.
 
-    Args:
+    Attributes:
         weight: optional class weights ``(C,)``.
         ignore_index: a target with this value counts nowhere.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
@@ -187,7 +187,7 @@ class NLLLoss(_Loss):
 class MSELoss(_Loss):
     """``torch.nn.MSELoss``: :func:`funcnet.losses.mse_loss` as an object.
 
-    Args:
+    Attributes:
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
     Call ``loss(input, target, *, mask=None)``: two arrays of one shape.
@@ -205,7 +205,7 @@ class MSELoss(_Loss):
 class L1Loss(_Loss):
     """``torch.nn.L1Loss``: :func:`funcnet.losses.l1_loss` as an object.
 
-    Args:
+    Attributes:
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
     Call ``loss(input, target, *, mask=None)``: two arrays of one shape.
@@ -223,7 +223,7 @@ class L1Loss(_Loss):
 class SmoothL1Loss(_Loss):
     """``torch.nn.SmoothL1Loss``: :func:`funcnet.losses.smooth_l1_loss` as an object.
 
-    Args:
+    Attributes:
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         beta: the threshold between the quadratic and linear parts, ``>= 0``.
 
@@ -243,7 +243,7 @@ class SmoothL1Loss(_Loss):
 class HuberLoss(_Loss):
     """``torch.nn.HuberLoss``: :func:`funcnet.losses.huber_loss` as an object.
 
-    Args:
+    Attributes:
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         delta: the threshold between the quadratic and linear parts, ``> 0``.
 
@@ -262,7 +262,7 @@ class HuberLoss(_Loss):
 class BCELoss(_Loss):
     """``torch.nn.BCELoss``: :func:`funcnet.losses.binary_cross_entropy` as an object.
 
-    Args:
+    Attributes:
         weight: optional rescaling, broadcastable to the input's shape.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
@@ -284,7 +284,7 @@ class BCEWithLogitsLoss(_Loss):
     """``torch.nn.BCEWithLogitsLoss``: :func:`funcnet.losses.binary_cross_entropy_with_logits`
     as an object.
 
-    Args:
+    Attributes:
         weight: optional rescaling, broadcastable to the input's shape.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         pos_weight: optional weight of positive examples, broadcastable to the input's
@@ -308,7 +308,7 @@ class BCEWithLogitsLoss(_Loss):
 class KLDivLoss(_Loss):
     """``torch.nn.KLDivLoss``: :func:`funcnet.losses.kl_div` as an object.
 
-    Args:
+    Attributes:
         reduction: ``"mean"``, ``"batchmean"``, ``"sum"`` or ``"none"``.
         log_target: whether the target holds log-probabilities.
 
@@ -335,7 +335,7 @@ class KLDivLoss(_Loss):
 class PoissonNLLLoss(_Loss):
     """``torch.nn.PoissonNLLLoss``: :func:`funcnet.losses.poisson_nll_loss` as an object.
 
-    Args:
+    Attributes:
         log_input: whether the input is the log of the rate.
         full: whether to add the Stirling term.
         eps: keeps ``log`` finite when ``log_input=False``.
@@ -360,7 +360,7 @@ class PoissonNLLLoss(_Loss):
 class GaussianNLLLoss(_Loss):
     """``torch.nn.GaussianNLLLoss``: :func:`funcnet.losses.gaussian_nll_loss` as an object.
 
-    Args:
+    Attributes:
         full: whether to add the constant ``0.5 * log(2 * pi)``.
         eps: the smallest variance used.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
@@ -385,7 +385,7 @@ class GaussianNLLLoss(_Loss):
 class SoftMarginLoss(_Loss):
     """``torch.nn.SoftMarginLoss``: :func:`funcnet.losses.soft_margin_loss` as an object.
 
-    Args:
+    Attributes:
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
     Call ``loss(input, target, *, mask=None)``: scores and targets of ±1 of one shape.
@@ -404,7 +404,7 @@ class MultiLabelSoftMarginLoss(_Loss):
     """``torch.nn.MultiLabelSoftMarginLoss``: :func:`funcnet.losses.multilabel_soft_margin_loss`
     as an object.
 
-    Args:
+    Attributes:
         weight: optional rescaling broadcastable to the input's shape, e.g. ``(C,)``.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
@@ -426,7 +426,7 @@ class MultiLabelMarginLoss(_Loss):
     """``torch.nn.MultiLabelMarginLoss``: :func:`funcnet.losses.multilabel_margin_loss` as an
     object.
 
-    Args:
+    Attributes:
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
     Call ``loss(input, target, *, mask=None)``: scores ``(N, C)`` and class indices of
@@ -445,7 +445,7 @@ class MultiLabelMarginLoss(_Loss):
 class MultiMarginLoss(_Loss):
     """``torch.nn.MultiMarginLoss``: :func:`funcnet.losses.multi_margin_loss` as an object.
 
-    Args:
+    Attributes:
         p: 1 or 2.
         margin: the gap asked for.
         weight: optional class weights ``(C,)``.
@@ -471,7 +471,7 @@ class HingeEmbeddingLoss(_Loss):
     """``torch.nn.HingeEmbeddingLoss``: :func:`funcnet.losses.hinge_embedding_loss` as an
     object.
 
-    Args:
+    Attributes:
         margin: the distance that dissimilar pairs should exceed.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
@@ -492,7 +492,7 @@ class CosineEmbeddingLoss(_Loss):
     """``torch.nn.CosineEmbeddingLoss``: :func:`funcnet.losses.cosine_embedding_loss` as an
     object.
 
-    Args:
+    Attributes:
         margin: subtracted from the cosine of dissimilar pairs.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
@@ -514,7 +514,7 @@ class CosineEmbeddingLoss(_Loss):
 class MarginRankingLoss(_Loss):
     """``torch.nn.MarginRankingLoss``: :func:`funcnet.losses.margin_ranking_loss` as an object.
 
-    Args:
+    Attributes:
         margin: the gap asked for.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
@@ -536,7 +536,7 @@ class MarginRankingLoss(_Loss):
 class TripletMarginLoss(_Loss):
     """``torch.nn.TripletMarginLoss``: :func:`funcnet.losses.triplet_margin_loss` as an object.
 
-    Args:
+    Attributes:
         margin: the gap asked for, ``> 0``.
         p: the norm's degree.
         eps: added to the differences.
@@ -565,7 +565,7 @@ class TripletMarginWithDistanceLoss(_Loss):
     """``torch.nn.TripletMarginWithDistanceLoss``:
     :func:`funcnet.losses.triplet_margin_with_distance_loss` as an object.
 
-    Args:
+    Attributes:
         distance_function: ``d(x1, x2) -> (N,)``, a JAX function; None for the Euclidean
             distance. Compared and hashed as the function object.
         margin: the gap asked for, ``> 0``.
@@ -595,7 +595,7 @@ class TripletMarginWithDistanceLoss(_Loss):
 class CTCLoss(_Loss):
     """``torch.nn.CTCLoss``: :func:`funcnet.losses.ctc_loss` as an object, batch-first.
 
-    Args:
+    Attributes:
         blank: the blank's class index.
         reduction: ``"mean"`` (per-sample loss over target length, then the batch mean),
             ``"sum"`` or ``"none"``.

@@ -23,7 +23,7 @@ import inspect
 import numbers
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +38,7 @@ __all__ = ["Buffer", "Context", "Module", "Parameter"]
 Params = dict[str, Any]
 State = dict[str, Any]
 Initializer = Callable[..., jax.Array]
+_M = TypeVar("_M")
 
 
 def _name_hash(name: str) -> int:
@@ -107,10 +108,26 @@ class Buffer(Parameter):
 class _ModuleMeta(type):
     """Freezes every module once its constructor has returned."""
 
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        module = super().__call__(*args, **kwargs)
+    # Typed as returning an instance of the class, so that type checkers check the call
+    # against the class's own __init__ (an untyped metaclass __call__ hides it).
+    def __call__(cls: type[_M], *args: Any, **kwargs: Any) -> _M:
+        module: _M = super().__call__(*args, **kwargs)  # type: ignore[misc]
         object.__setattr__(module, "_funcnet_frozen", True)
         return module
+
+    @property
+    def __signature__(cls) -> inspect.Signature:
+        """The constructor's arguments, for ``inspect.signature``, ``help()`` and IDEs.
+
+        ``__init__``'s signature without ``self`` (a dataclass layer's fields); without
+        this, ``inspect.signature(nn.Linear)`` would show ``__call__`` above:
+        ``(*args, **kwargs)``.
+        """
+        init = inspect.signature(cls.__init__)
+        return init.replace(
+            parameters=list(init.parameters.values())[1:],
+            return_annotation=inspect.Signature.empty,
+        )
 
 
 class Module(metaclass=_ModuleMeta):
@@ -542,10 +559,10 @@ class _Root:
         state: Mapping[str, Any],
         policy: Policy | None = None,
     ) -> None:
-        self.train = train
-        self.key = key
-        self.policy = policy
-        self.state_out = _copy_dicts(state)
+        self.train: bool = train
+        self.key: jax.Array | None = key
+        self.policy: Policy | None = policy
+        self.state_out: dict[str, Any] = _copy_dicts(state)
         self.recorder: list[tuple[str, Module, Any]] | None = None
 
 
@@ -586,9 +603,9 @@ class Context:
         root: _Root,
         key_source: tuple[Context, tuple[str, ...], int] | None = None,
     ) -> None:
-        self.module = module
-        self.path = path
-        self.params = params
+        self.module: Module = module
+        self.path: str = path
+        self.params: Mapping[str, Any] = params
         self._route = route
         self._root = root
         self._key_source = key_source

@@ -102,7 +102,7 @@ class _BatchNorm(Module):
     _ndims: ClassVar[tuple[int, ...]] = ()
     _layout: ClassVar[str] = ""
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
+    def init(self, key: jax.Array) -> tuple[dict[str, Any], dict[str, Any]]:
         del key  # PyTorch's deterministic init: weight 1, bias 0, running stats (0, 1)
         c = (self.num_features,)
         params = _affine_params(c, self.affine, self.affine, self.dtype)
@@ -335,7 +335,7 @@ class _InstanceNorm(Module):
     _spatial: ClassVar[int] = 0
     _layout: ClassVar[str] = ""
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
+    def init(self, key: jax.Array) -> tuple[dict[str, Any], dict[str, Any]]:
         del key  # PyTorch's deterministic init: weight 1, bias 0, running stats (0, 1)
         c = (self.num_features,)
         params = _affine_params(c, self.affine, self.affine and self.bias, self.dtype)
@@ -509,7 +509,7 @@ class LayerNorm(Module):
     def __post_init__(self) -> None:
         self.normalized_shape = _as_shape("LayerNorm", self.normalized_shape)
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
+    def init(self, key: jax.Array) -> tuple[dict[str, Any], dict[str, Any]]:
         affine = self.elementwise_affine
         return _affine_params(self.normalized_shape, affine, affine and self.bias, self.dtype), {}
 
@@ -552,7 +552,7 @@ class GroupNorm(Module):
                 f"num_groups ({self.num_groups})"
             )
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
+    def init(self, key: jax.Array) -> tuple[dict[str, Any], dict[str, Any]]:
         return _affine_params((self.num_channels,), self.affine, self.affine, self.dtype), {}
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:
@@ -588,7 +588,7 @@ class RMSNorm(Module):
     def __post_init__(self) -> None:
         self.normalized_shape = _as_shape("RMSNorm", self.normalized_shape)
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
+    def init(self, key: jax.Array) -> tuple[dict[str, Any], dict[str, Any]]:
         return _affine_params(self.normalized_shape, self.elementwise_affine, False, self.dtype), {}
 
     def forward(self, ctx: Context, x: jax.Array) -> jax.Array:

@@ -89,8 +89,8 @@ class _Block(Module):
         for attr in attentions:
             setattr(self, attr, attn())
         d, ff = self.d_model, self.dim_feedforward
-        self.linear1 = Linear(d, ff, bias=self.bias, dtype=self.dtype)
-        self.linear2 = Linear(ff, d, bias=self.bias, dtype=self.dtype)
+        self.linear1: Linear = Linear(d, ff, bias=self.bias, dtype=self.dtype)
+        self.linear2: Linear = Linear(ff, d, bias=self.bias, dtype=self.dtype)
         for i in range(1, norms + 1):
             norm = LayerNorm(d, eps=self.layer_norm_eps, bias=self.bias, dtype=self.dtype)
             setattr(self, f"norm{i}", norm)
@@ -296,7 +296,8 @@ class TransformerEncoder(Module):
         num_layers: the number of copies.
         norm: an optional module applied to the output (e.g. ``LayerNorm(d_model)`` after
             pre-LN layers).
-        enable_nested_tensor, mask_check: accepted for PyTorch compatibility; no effect.
+        enable_nested_tensor: accepted for PyTorch compatibility; no effect.
+        mask_check: accepted for PyTorch compatibility; no effect.
 
     ``forward(ctx, src, mask=None, src_key_padding_mask=None, is_causal=False)`` runs the
     layers in order with the same masks; returns src's shape and dtype.
@@ -323,7 +324,7 @@ class TransformerEncoder(Module):
         mask_check: bool = True,
     ) -> None:
         del enable_nested_tensor, mask_check
-        self.layers = ModuleList(_clone(encoder_layer) for _ in range(num_layers))
+        self.layers: ModuleList = ModuleList(_clone(encoder_layer) for _ in range(num_layers))
         self.num_layers = num_layers
         self.norm = norm
 
@@ -365,7 +366,7 @@ class TransformerDecoder(Module):
     """
 
     def __init__(self, decoder_layer: Module, num_layers: int, norm: Module | None = None) -> None:
-        self.layers = ModuleList(_clone(decoder_layer) for _ in range(num_layers))
+        self.layers: ModuleList = ModuleList(_clone(decoder_layer) for _ in range(num_layers))
         self.num_layers = num_layers
         self.norm = norm
 
@@ -428,13 +429,17 @@ class Transformer(Module):
     Args:
         d_model: features of src, tgt and the output.
         nhead: attention heads; must divide d_model.
-        num_encoder_layers, num_decoder_layers: the layers of each stack.
+        num_encoder_layers: the layers of the encoder stack.
+        num_decoder_layers: the layers of the decoder stack.
         dim_feedforward: hidden features of the feed-forward networks.
         dropout: the layers' dropout, training mode only.
         activation: ``"relu"``, ``"gelu"`` or a callable.
-        custom_encoder, custom_decoder: modules used instead of the built stacks (with
-            :class:`TransformerEncoder`'s and :class:`TransformerDecoder`'s forward
-            signatures); their parameters are ``encoder.…`` and ``decoder.…``.
+        custom_encoder: a module used instead of the built encoder stack, with
+            :class:`TransformerEncoder`'s forward signature; its parameters are
+            ``encoder.…``.
+        custom_decoder: a module used instead of the built decoder stack, with
+            :class:`TransformerDecoder`'s forward signature; its parameters are
+            ``decoder.…``.
         layer_norm_eps: the LayerNorms' eps.
         batch_first: (B, L, d_model) instead of PyTorch's default (L, B, d_model).
         norm_first: pre-LN layers instead of post-LN.
@@ -493,6 +498,8 @@ class Transformer(Module):
             "dtype": self.dtype,
         }
         d, eps = self.d_model, self.layer_norm_eps
+        self.encoder: Module
+        self.decoder: Module
         if self.custom_encoder is not None:
             self.encoder = self.custom_encoder
         else:
@@ -514,7 +521,7 @@ class Transformer(Module):
         # A custom encoder is also the field custom_encoder: name it "encoder" only.
         return iter((("encoder", self.encoder), ("decoder", self.decoder)))
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
+    def init(self, key: jax.Array) -> tuple[dict[str, Any], dict[str, Any]]:
         """The sub-modules' parameters, then every one with more than one dimension
         redrawn from Xavier-uniform (PyTorch's ``Transformer._reset_parameters``)."""
         params, state = super().init(key)
@@ -661,7 +668,7 @@ class LearnedPositionalEmbedding(Module):
     weight_init: Initializer | None = None
     dtype: Any = jnp.float32
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
+    def init(self, key: jax.Array) -> tuple[dict[str, Any], dict[str, Any]]:
         shape = (self.max_len, self.embed_dim)
         if self.weight_init is not None:
             return {"weight": self.weight_init(key, shape, self.dtype)}, {}

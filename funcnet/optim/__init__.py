@@ -36,7 +36,6 @@ from ._ema import ema_params as ema_params
 from ._ema import with_ema as with_ema
 from ._guards import SkipNonfiniteState as SkipNonfiniteState
 from ._guards import all_finite as all_finite
-from ._guards import finite_or_zero as finite_or_zero
 from ._guards import skip_nonfinite as skip_nonfinite
 from ._guards import update_if_finite as update_if_finite
 from ._guards import zero_nonfinite as zero_nonfinite

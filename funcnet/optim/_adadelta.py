@@ -48,15 +48,15 @@ def scale_by_adadelta(rho: ArrayLike = 0.9, eps: ArrayLike = 1e-6) -> GradientTr
         return ScaleByAdadeltaState(_zeros_like(params), _zeros_like(params))
 
     def update(
-        grads: Updates, state: ScaleByAdadeltaState, params: Params | None = None
+        updates: Updates, state: ScaleByAdadeltaState, params: Params | None = None
     ) -> tuple[Updates, ScaleByAdadeltaState]:
         del params
         sq = jax.tree.map(
-            lambda g, v: (rho * v + (1 - rho) * (g * g)).astype(v.dtype), grads, state.square_avg
+            lambda g, v: (rho * v + (1 - rho) * (g * g)).astype(v.dtype), updates, state.square_avg
         )
         delta = jax.tree.map(
             lambda g, v, u: (jnp.sqrt(u + eps) / jnp.sqrt(v + eps) * g).astype(g.dtype),
-            grads,
+            updates,
             sq,
             state.acc_delta,
         )

@@ -69,19 +69,19 @@ def scale_by_adamax(
         )
 
     def update(
-        grads: Updates, state: ScaleByAdamaxState, params: Params | None = None
+        updates: Updates, state: ScaleByAdamaxState, params: Params | None = None
     ) -> tuple[Updates, ScaleByAdamaxState]:
         del params
         count = _inc(state.count)
-        mu = _moment(b1, state.exp_avg, grads)
+        mu = _moment(b1, state.exp_avg, updates)
         inf = jax.tree.map(
             lambda g, u: jnp.maximum(b2 * u, jnp.abs(g) + eps).astype(u.dtype),
-            grads,
+            updates,
             state.exp_inf,
         )
         c1 = 1 / _one_minus_pow(b1, count)
-        updates = jax.tree.map(lambda g, m, u: (c1 * m / u).astype(g.dtype), grads, mu, inf)
-        return updates, ScaleByAdamaxState(count, mu, inf)
+        out = jax.tree.map(lambda g, m, u: (c1 * m / u).astype(g.dtype), updates, mu, inf)
+        return out, ScaleByAdamaxState(count, mu, inf)
 
     return GradientTransformation(init, update)
 
@@ -136,7 +136,7 @@ def scale_by_nadam(
         )
 
     def update(
-        grads: Updates, state: ScaleByNadamState, params: Params | None = None
+        updates: Updates, state: ScaleByNadamState, params: Params | None = None
     ) -> tuple[Updates, ScaleByNadamState]:
         del params
         count = _inc(state.count)
@@ -147,15 +147,15 @@ def scale_by_nadam(
         c_grad = (1.0 - mu) / (1.0 - mu_product)
         c_avg = mu_next / (1.0 - mu_product * mu_next)
         c2 = _one_minus_pow(b2, count)
-        m = _moment(b1, state.exp_avg, grads)
-        v = _second_moment(b2, state.exp_avg_sq, grads)
+        m = _moment(b1, state.exp_avg, updates)
+        v = _second_moment(b2, state.exp_avg_sq, updates)
 
         def direction(g: jax.Array, m: jax.Array, v: jax.Array) -> jax.Array:
             denom = jnp.sqrt(v / c2) + eps
             return (c_grad * g / denom + c_avg * m / denom).astype(g.dtype)
 
-        updates = jax.tree.map(direction, grads, m, v)
-        return updates, ScaleByNadamState(count, mu_product, m, v)
+        out = jax.tree.map(direction, updates, m, v)
+        return out, ScaleByNadamState(count, mu_product, m, v)
 
     return GradientTransformation(init, update)
 
@@ -191,7 +191,7 @@ def scale_by_radam(
         )
 
     def update(
-        grads: Updates, state: ScaleByAdamState, params: Params | None = None
+        updates: Updates, state: ScaleByAdamState, params: Params | None = None
     ) -> tuple[Updates, ScaleByAdamState]:
         del params
         count = _inc(state.count)
@@ -202,15 +202,15 @@ def scale_by_radam(
         rectify = rho_t > 5.0
         ratio = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
         rect = jnp.sqrt(jnp.where(rectify, ratio, 1.0)) * jnp.sqrt(c2)
-        m = _moment(b1, state.exp_avg, grads)
-        v = _second_moment(b2, state.exp_avg_sq, grads)
+        m = _moment(b1, state.exp_avg, updates)
+        v = _second_moment(b2, state.exp_avg_sq, updates)
 
         def direction(g: jax.Array, m: jax.Array, v: jax.Array) -> jax.Array:
             m_hat = m / c1
             return jnp.where(rectify, m_hat * rect / (jnp.sqrt(v) + eps), m_hat).astype(g.dtype)
 
-        updates = jax.tree.map(direction, grads, m, v)
-        return updates, ScaleByAdamState(count, m, v, None)
+        out = jax.tree.map(direction, updates, m, v)
+        return out, ScaleByAdamState(count, m, v, None)
 
     return GradientTransformation(init, update)
 

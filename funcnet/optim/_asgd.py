@@ -46,14 +46,14 @@ def _scale_by_asgd(
         return AsgdState(count, jnp.array(lr, dtype), jnp.ones((), dtype), _zeros_like(params))
 
     def update(
-        grads: Updates, state: AsgdState, params: Params | None = None
+        updates: Updates, state: AsgdState, params: Params | None = None
     ) -> tuple[Updates, AsgdState]:
         params = require_params(params, "asgd")
         eta, mu = state.eta, state.mu
         new = jax.tree.map(
-            lambda g, p: (p * (1 - lambd * eta) - eta * g).astype(p.dtype), grads, params
+            lambda g, p: (p * (1 - lambd * eta) - eta * g).astype(p.dtype), updates, params
         )
-        updates = jax.tree.map(lambda g, p, n: (n - p).astype(g.dtype), grads, params, new)
+        out = jax.tree.map(lambda g, p, n: (n - p).astype(g.dtype), updates, params, new)
         ax = jax.tree.map(
             lambda a, n: jnp.where(mu == 1, n, a + (n - a) * mu).astype(a.dtype), state.ax, new
         )
@@ -61,7 +61,7 @@ def _scale_by_asgd(
         step = count.astype(eta.dtype)
         new_eta = (lr / (1 + lambd * lr * step) ** alpha).astype(eta.dtype)
         new_mu = (1 / jnp.maximum(1.0, step - t0)).astype(mu.dtype)
-        return updates, AsgdState(count, new_eta, new_mu, ax)
+        return out, AsgdState(count, new_eta, new_mu, ax)
 
     return GradientTransformation(init, update)
 

@@ -7,6 +7,15 @@ optax transforms mix in either direction (`optax.chain` only reads `.init` and `
     updates, opt_state = tx.update(grads, opt_state, params)
     params = apply_updates(params, updates)
 
+`GradientTransformation` is optax's own class, re-exported: ``GradientTransformation(init,
+update)`` holds ``init(params) -> opt_state`` and ``update(updates, opt_state, params=None)
+-> (updates, opt_state)``. The first argument of ``update`` is the gradient tree (named
+``updates`` as in optax's `TransformUpdateFn`, so type checkers accept funcnet transforms
+in ``optax.chain`` and optax transforms in `chain`); what comes out are parameter deltas,
+already multiplied by ``-lr``, to be added with `apply_updates`. ``params`` is needed by
+transforms that read the parameters (weight decay); those raise ``ValueError`` when it is
+missing.
+
 States are NamedTuples and tuples of arrays: pytrees that `jax.jit`, donation, checkpoints
 and `jax.tree.map` handle with no help.
 """
@@ -14,53 +23,41 @@ and `jax.tree.map` handle with no help.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, TypeAlias
 
 import jax
 import jax.numpy as jnp
+from optax import GradientTransformation, TransformInitFn, TransformUpdateFn
 
 from ._checks import checked
 
-Params = Any
+__all__ = [
+    "EmptyState",
+    "GradientTransformation",
+    "OptState",
+    "Params",
+    "Schedule",
+    "TransformInitFn",
+    "TransformUpdateFn",
+    "Updates",
+    "apply_updates",
+    "chain",
+    "identity",
+    "require_params",
+    "safe_increment",
+    "set_to_zero",
+    "stateless",
+    "zeros_like_updates",
+]
+
+Params: TypeAlias = Any
 """A pytree of arrays, e.g. ``{"fc1": {"weight": (784, 128), "bias": (128,)}}``."""
-Updates = Any
+Updates: TypeAlias = Any
 """A pytree with the structure of the parameters: gradients in, parameter deltas out."""
-OptState = Any
+OptState: TypeAlias = Any
 """An optimizer state: a pytree of arrays (NamedTuples, tuples, dicts)."""
-Schedule = Callable[[Any], jax.Array]
+Schedule: TypeAlias = Callable[[Any], jax.Array]
 """A function of the step count (an int32 scalar, traced or not) returning a float scalar."""
-
-
-class TransformInitFn(Protocol):
-    """``init(params) -> opt_state``."""
-
-    def __call__(self, params: Params) -> OptState: ...
-
-
-class TransformUpdateFn(Protocol):
-    """``update(grads, opt_state, params=None) -> (updates, opt_state)``."""
-
-    def __call__(
-        self, grads: Updates, state: OptState, params: Params | None = None
-    ) -> tuple[Updates, OptState]: ...
-
-
-class GradientTransformation(NamedTuple):
-    """A gradient transformation: a pair of pure functions (optax's protocol).
-
-    Attributes:
-        init: ``init(params) -> opt_state`` builds the state for a parameter tree.
-        update: ``update(grads, opt_state, params=None) -> (updates, opt_state)`` turns
-            gradients into parameter deltas (already multiplied by ``-lr``), to be added with
-            `apply_updates`. ``params`` is needed by transforms that read the parameters
-            (weight decay); those raise ``ValueError`` when it is missing.
-
-    Any object with these two attributes works wherever a `GradientTransformation` does,
-    optax's included; a funcnet transform works inside ``optax.chain``.
-    """
-
-    init: TransformInitFn
-    update: TransformUpdateFn
 
 
 class EmptyState(NamedTuple):
@@ -87,11 +84,11 @@ def stateless(
         return EmptyState()
 
     def update(
-        grads: Updates, state: EmptyState, params: Params | None = None
+        updates: Updates, state: EmptyState, params: Params | None = None
     ) -> tuple[Updates, EmptyState]:
         if needs_params:
             require_params(params, name)
-        return fn(grads, params), state
+        return fn(updates, params), state
 
     return GradientTransformation(init, update)
 
@@ -153,14 +150,14 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         return tuple(fn(params) for fn in inits)
 
     def update(
-        grads: Updates, state: tuple[OptState, ...], params: Params | None = None
+        updates: Updates, state: tuple[OptState, ...], params: Params | None = None
     ) -> tuple[Updates, tuple[OptState, ...]]:
         check_state(state)
         new_state = []
         for fn, s in zip(updates_fns, state):
-            grads, s = fn(grads, s, params)
+            updates, s = fn(updates, s, params)
             new_state.append(s)
-        return grads, tuple(new_state)
+        return updates, tuple(new_state)
 
     return checked("chain", GradientTransformation(init, update), check_state=check_state)
 

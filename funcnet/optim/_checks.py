@@ -305,12 +305,12 @@ def checked(
             _remember(state, name)
         return state
 
-    def update(grads: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
+    def update(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
         if _outermost():
             if check_state is not None:
                 check_state(state)
-            check_update(name, tx.init, cache, grads, state, params)
+            check_update(name, tx.init, cache, updates, state, params)
         with _inner():
-            return tx.update(grads, state, params)
+            return tx.update(updates, state, params)
 
     return tx._replace(init=init, update=update)

@@ -136,15 +136,15 @@ def with_ema(tx: GradientTransformation, decay: float = 0.999) -> GradientTransf
         return EmaState(jnp.zeros((), jnp.int32), ema, tx.init(params))
 
     def update(
-        grads: Updates, state: EmaState, params: Params | None = None
+        updates: Updates, state: EmaState, params: Params | None = None
     ) -> tuple[Updates, EmaState]:
         params = require_params(params, "with_ema")
-        updates, inner_state = tx.update(grads, state.inner_state, params)
-        new_params = apply_updates(params, updates)
+        out, inner_state = tx.update(updates, state.inner_state, params)
+        new_params = apply_updates(params, out)
         ema = jax.tree.map(
             lambda e, p: _average(e, p, state.n_averaged, decay), state.ema, new_params
         )
-        return updates, EmaState(safe_increment(state.n_averaged), ema, inner_state)
+        return out, EmaState(safe_increment(state.n_averaged), ema, inner_state)
 
     return checked("with_ema", GradientTransformation(init, update))
 

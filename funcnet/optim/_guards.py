@@ -2,7 +2,7 @@
 
 Two policies, each written once, for optimizers and train steps alike:
 
-- zero the elements that are not finite (`finite_or_zero`, `zero_nonfinite`): one
+- zero the elements that are not finite (`zero_nonfinite`): one
   elementwise select that XLA fuses into the optimizer's update;
 - skip the whole update (`update_if_finite`, `skip_nonfinite`): one ``jax.lax.cond``, so
   the optimizer only runs, and its state only changes, on a finite step.
@@ -53,12 +53,12 @@ def all_finite(tree: Updates) -> jax.Array:
     )
 
 
-def finite_or_zero(g: jax.Array, finite: ArrayLike) -> jax.Array:
+def _finite_or_zero(g: jax.Array, finite: ArrayLike) -> jax.Array:
     """``g`` with its non-finite elements zeroed, and all of it when ``finite`` is False.
 
     An elementwise select with no reduction over ``g``, which XLA fuses into the update
     that reads ``g``: the guard of a train step that zeroes a step whose loss is not finite
-    and keeps parameters and optimizer state finite.
+    and keeps parameters and optimizer state finite (``make_train_step``'s default).
 
     Args:
         g: an array of any shape and dtype (a gradient leaf).
@@ -66,15 +66,6 @@ def finite_or_zero(g: jax.Array, finite: ArrayLike) -> jax.Array:
 
     Returns:
         An array with ``g``'s shape and dtype.
-
-    Examples:
-        >>> import jax.numpy as jnp
-        >>> from funcnet import optim
-        >>> g = jnp.array([1.0, jnp.nan, -jnp.inf])
-        >>> optim.finite_or_zero(g, jnp.array(True)).tolist()
-        [1.0, 0.0, 0.0]
-        >>> optim.finite_or_zero(g, jnp.array(False)).tolist()
-        [0.0, 0.0, 0.0]
     """
     return jnp.where(finite & jnp.isfinite(g), g, jnp.zeros((), g.dtype))
 
@@ -82,8 +73,8 @@ def finite_or_zero(g: jax.Array, finite: ArrayLike) -> jax.Array:
 def zero_nonfinite() -> GradientTransformation:
     """Zero the gradient elements that are ``inf`` or ``nan`` (no state).
 
-    `finite_or_zero` on every leaf; the finite elements pass through unchanged, and the
-    optimizer after it steps on the rest. ``optax.zero_nans`` zeroes ``nan`` only and
+    The finite elements pass through unchanged, and the optimizer after it steps on the
+    rest. ``optax.zero_nans`` zeroes ``nan`` only and
     keeps a flag in its state.
 
     Returns:
@@ -99,7 +90,7 @@ def zero_nonfinite() -> GradientTransformation:
         [1.0, 0.0, 0.0]
     """
     return stateless(
-        "zero_nonfinite", lambda grads, _: jax.tree.map(lambda g: finite_or_zero(g, True), grads)
+        "zero_nonfinite", lambda grads, _: jax.tree.map(lambda g: _finite_or_zero(g, True), grads)
     )
 
 
@@ -201,11 +192,11 @@ def skip_nonfinite(opt: GradientTransformation) -> GradientTransformation:
         return SkipNonfiniteState(jnp.zeros((), jnp.int32), jnp.array(True), opt.init(params))
 
     def update(
-        grads: Updates, state: SkipNonfiniteState, params: Params | None = None
+        updates: Updates, state: SkipNonfiniteState, params: Params | None = None
     ) -> tuple[Updates, SkipNonfiniteState]:
-        finite = all_finite(grads)
-        updates, inner_state = update_if_finite(finite, opt, grads, state.inner_state, params)
+        finite = all_finite(updates)
+        out, inner_state = update_if_finite(finite, opt, updates, state.inner_state, params)
         skipped = jnp.where(finite, state.num_skipped, safe_increment(state.num_skipped))
-        return updates, SkipNonfiniteState(skipped, finite, inner_state)
+        return out, SkipNonfiniteState(skipped, finite, inner_state)
 
     return checked("skip_nonfinite", GradientTransformation(init, update))

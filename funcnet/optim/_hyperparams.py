@@ -15,7 +15,7 @@ import functools
 import inspect
 import numbers
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +27,8 @@ from ._masking import FrozenState, ParamGroupsState
 from ._validate import check_known
 
 _LR_NAMES = ("lr", "learning_rate")  # funcnet's name, then optax's
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 class HyperparamsState(NamedTuple):
@@ -124,9 +126,7 @@ def _misplaced_params(args: tuple, kwargs: dict) -> str | None:
     return None
 
 
-def hyperparameters_only(
-    factory: Callable[..., GradientTransformation],
-) -> Callable[..., GradientTransformation]:
+def hyperparameters_only(factory: Callable[_P, _T]) -> Callable[_P, _T]:
     """``factory`` (signature and docstring kept) refusing parameters where its lr goes.
 
     PyTorch's habit, ``Adam(model.parameters(), lr=1e-3)``, would otherwise end in
@@ -134,7 +134,7 @@ def hyperparameters_only(
     """
 
     @functools.wraps(factory)
-    def checked(*args: Any, **kwargs: Any) -> GradientTransformation:
+    def checked(*args: _P.args, **kwargs: _P.kwargs) -> _T:
         got = _misplaced_params(args, kwargs)
         if got is not None:
             name = factory.__name__
@@ -188,7 +188,7 @@ def with_hyperparams(
         return HyperparamsState(zero if counted else None, hyperparams, inner_state)
 
     def update(
-        grads: Updates, state: HyperparamsState, params: Params | None = None
+        updates: Updates, state: HyperparamsState, params: Params | None = None
     ) -> tuple[Updates, HyperparamsState]:
         if not isinstance(state, HyperparamsState):
             raise ValueError(
@@ -196,10 +196,10 @@ def with_hyperparams(
                 "state made by this optimizer's init."
             )
         inner = build(**static, **state.hyperparams)
-        updates, inner_state = inner.update(grads, state.inner_state, params)
+        out, inner_state = inner.update(updates, state.inner_state, params)
         count = safe_increment(state.count) if counted else None
         hyperparams = {k: _advance(specs[k], state.hyperparams[k], count) for k in specs}
-        return updates, HyperparamsState(count, hyperparams, inner_state)
+        return out, HyperparamsState(count, hyperparams, inner_state)
 
     return GradientTransformation(init, update)
 

@@ -216,21 +216,21 @@ def param_groups(
         )
 
     def update(
-        grads: Updates, state: ParamGroupsState, params: Params | None = None
+        updates: Updates, state: ParamGroupsState, params: Params | None = None
     ) -> tuple[Updates, ParamGroupsState]:
         if not isinstance(state, ParamGroupsState) or len(state.inner_states) != len(transforms):
             raise ValueError(
                 f"param_groups of {len(transforms)} optimizers got a state that does not come "
                 "from its init."
             )
-        labels = labels_of(grads, check=False)
-        leaves, treedef = jax.tree.flatten(grads)
+        labels = labels_of(updates, check=False)
+        leaves, treedef = jax.tree.flatten(updates)
         merged = list(leaves)
         new_states = []
         for i, (tx, s) in enumerate(zip(transforms, state.inner_states)):
             sub_params = None if params is None else _split(params, labels, i)
-            updates, s = tx.update(_split(grads, labels, i), s, sub_params)
-            for j, u in enumerate(_leaves_with_masked(updates)):
+            out, s = tx.update(_split(updates, labels, i), s, sub_params)
+            for j, u in enumerate(_leaves_with_masked(out)):
                 if labels[j] == i:
                     merged[j] = u
             new_states.append(s)
@@ -265,13 +265,13 @@ def masked(inner: GradientTransformation, mask: Selector) -> GradientTransformat
         return MaskedState(inner.init(_split(params, labels, 0)))
 
     def update(
-        grads: Updates, state: MaskedState, params: Params | None = None
+        updates: Updates, state: MaskedState, params: Params | None = None
     ) -> tuple[Updates, MaskedState]:
-        labels = [0 if m else 1 for m in resolve_mask(mask, grads)]
+        labels = [0 if m else 1 for m in resolve_mask(mask, updates)]
         sub_params = None if params is None else _split(params, labels, 0)
-        updates, inner_state = inner.update(_split(grads, labels, 0), state.inner_state, sub_params)
-        leaves, treedef = jax.tree.flatten(grads)
-        new = _leaves_with_masked(updates)
+        out, inner_state = inner.update(_split(updates, labels, 0), state.inner_state, sub_params)
+        leaves, treedef = jax.tree.flatten(updates)
+        new = _leaves_with_masked(out)
         merged = [u if lab == 0 else g for u, g, lab in zip(new, leaves, labels)]
         return treedef.unflatten(merged), MaskedState(inner_state)
 
@@ -294,10 +294,10 @@ def _frozen() -> GradientTransformation:
         return FrozenState()
 
     def update(
-        grads: Updates, state: FrozenState, params: Params | None = None
+        updates: Updates, state: FrozenState, params: Params | None = None
     ) -> tuple[Updates, FrozenState]:
         del params
-        return jax.tree.map(jnp.zeros_like, grads), state
+        return jax.tree.map(jnp.zeros_like, updates), state
 
     return GradientTransformation(init, update)
 

@@ -83,10 +83,10 @@ class ReduceLROnPlateau:
         self.cooldown = cooldown
         self.min_lr = min_lr
         self.eps = eps
-        self.best = math.inf if mode == "min" else -math.inf
-        self.num_bad_epochs = 0
-        self.cooldown_counter = 0
-        self.last_epoch = 0
+        self.best: float = math.inf if mode == "min" else -math.inf
+        self.num_bad_epochs: int = 0
+        self.cooldown_counter: int = 0
+        self.last_epoch: int = 0
         self._last_lr: list[float] = []
 
     def is_better(self, current: float, best: float) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import ParamSpec
 
 import jax
 from jax.typing import ArrayLike
@@ -21,6 +21,8 @@ from ._hyperparams import hyperparameters_only
 from ._masking import Selector
 from ._transforms import add_weight_decay, is_static_zero, scale
 from ._validate import check_args as check_args
+
+_P = ParamSpec("_P")
 
 LR = float | ArrayLike | Schedule
 """A learning rate: a number, a JAX scalar, or a schedule ``count -> lr``."""
@@ -64,13 +66,13 @@ def decay(weight_decay: ArrayLike, mask: Selector | None) -> GradientTransformat
     return identity() if is_static_zero(weight_decay) else add_weight_decay(weight_decay, mask)
 
 
-def recipe(fn: Callable[..., GradientTransformation]) -> Callable[..., GradientTransformation]:
+def recipe(fn: Callable[_P, GradientTransformation]) -> Callable[_P, GradientTransformation]:
     """Mark an optimizer factory: it refuses parameters where its lr goes, it keeps
     hyper-parameters in the state itself (`inject_hyperparams` refuses to wrap it), and its
     optimizers are `checked` (float parameters at init; gradients and state at update)."""
 
     @functools.wraps(fn)
-    def build(*args: Any, **kwargs: Any) -> GradientTransformation:
+    def build(*args: _P.args, **kwargs: _P.kwargs) -> GradientTransformation:
         return checked(fn.__name__, fn(*args, **kwargs), float_params=True)
 
     wrapped = hyperparameters_only(build)

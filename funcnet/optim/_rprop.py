@@ -54,11 +54,11 @@ def scale_by_rprop(
         return ScaleByRpropState(_zeros_like(params), _zeros_like(params, lr))
 
     def update(
-        grads: Updates, state: ScaleByRpropState, params: Params | None = None
+        updates: Updates, state: ScaleByRpropState, params: Params | None = None
     ) -> tuple[Updates, ScaleByRpropState]:
         del params
 
-        product = jax.tree.map(lambda g, p: g * p, grads, state.prev)
+        product = jax.tree.map(lambda g, p: g * p, updates, state.prev)
 
         def new_size(product: jax.Array, size: jax.Array) -> jax.Array:
             factor = jnp.where(product > 0, eta_plus, jnp.where(product < 0, eta_minus, 1.0))
@@ -66,10 +66,10 @@ def scale_by_rprop(
 
         size = jax.tree.map(new_size, product, state.step_size)
         prev = jax.tree.map(
-            lambda g, pr, p: jnp.where(pr < 0, 0, g).astype(p.dtype), grads, product, state.prev
+            lambda g, pr, p: jnp.where(pr < 0, 0, g).astype(p.dtype), updates, product, state.prev
         )
-        updates = jax.tree.map(lambda g, p, s: (jnp.sign(p) * s).astype(g.dtype), grads, prev, size)
-        return updates, ScaleByRpropState(prev, size)
+        out = jax.tree.map(lambda g, p, s: (jnp.sign(p) * s).astype(g.dtype), updates, prev, size)
+        return out, ScaleByRpropState(prev, size)
 
     return GradientTransformation(init, update)
 

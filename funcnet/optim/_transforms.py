@@ -74,10 +74,10 @@ def scale_by_lr(lr: float | ArrayLike | Schedule) -> GradientTransformation:
         return ScaleByScheduleState(jnp.zeros((), jnp.int32))
 
     def update(
-        grads: Updates, state: ScaleByScheduleState, params: Params | None = None
+        updates: Updates, state: ScaleByScheduleState, params: Params | None = None
     ) -> tuple[Updates, ScaleByScheduleState]:
         del params
-        return _scaled(grads, -lr(state.count)), ScaleByScheduleState(_inc(state.count))
+        return _scaled(updates, -lr(state.count)), ScaleByScheduleState(_inc(state.count))
 
     return GradientTransformation(init, update)
 
@@ -152,7 +152,7 @@ def trace(
         return TraceState(_zeros_like(params), count)
 
     def update(
-        grads: Updates, state: TraceState, params: Params | None = None
+        updates: Updates, state: TraceState, params: Params | None = None
     ) -> tuple[Updates, TraceState]:
         del params
         if with_count:
@@ -163,13 +163,13 @@ def trace(
         else:
             coef, count = 1.0, None
         buf = jax.tree.map(
-            lambda g, b: (momentum * b + coef * g).astype(b.dtype), grads, state.momentum_buffer
+            lambda g, b: (momentum * b + coef * g).astype(b.dtype), updates, state.momentum_buffer
         )
         if nesterov:
-            updates = jax.tree.map(lambda g, b: (g + momentum * b).astype(g.dtype), grads, buf)
+            out = jax.tree.map(lambda g, b: (g + momentum * b).astype(g.dtype), updates, buf)
         else:
-            updates = jax.tree.map(lambda g, b: b.astype(g.dtype), grads, buf)
-        return updates, TraceState(buf, count)
+            out = jax.tree.map(lambda g, b: b.astype(g.dtype), updates, buf)
+        return out, TraceState(buf, count)
 
     return GradientTransformation(init, update)
 
@@ -222,26 +222,26 @@ def scale_by_adam(
         )
 
     def update(
-        grads: Updates, state: ScaleByAdamState, params: Params | None = None
+        updates: Updates, state: ScaleByAdamState, params: Params | None = None
     ) -> tuple[Updates, ScaleByAdamState]:
         del params
         count = _inc(state.count)
         mu = jax.tree.map(
-            lambda g, m: (b1 * m + (1 - b1) * g).astype(m.dtype), grads, state.exp_avg
+            lambda g, m: (b1 * m + (1 - b1) * g).astype(m.dtype), updates, state.exp_avg
         )
         nu = jax.tree.map(
-            lambda g, v: (b2 * v + (1 - b2) * (g * g)).astype(v.dtype), grads, state.exp_avg_sq
+            lambda g, v: (b2 * v + (1 - b2) * (g * g)).astype(v.dtype), updates, state.exp_avg_sq
         )
         nu_max = jax.tree.map(jnp.maximum, state.max_exp_avg_sq, nu) if amsgrad else None
         c1 = 1 / _one_minus_pow(b1, count)
         c2 = jax.lax.rsqrt(_one_minus_pow(b2, count))
-        updates = jax.tree.map(
+        out = jax.tree.map(
             lambda g, m, v: (m * c1 / (jnp.sqrt(v) * c2 + eps)).astype(g.dtype),
-            grads,
+            updates,
             mu,
             nu_max if amsgrad else nu,
         )
-        return updates, ScaleByAdamState(count, mu, nu, nu_max)
+        return out, ScaleByAdamState(count, mu, nu, nu_max)
 
     return GradientTransformation(init, update)
 
@@ -286,28 +286,26 @@ def scale_by_rms(
         return ScaleByRmsState(_zeros_like(params), _zeros_like(params) if centered else None)
 
     def update(
-        grads: Updates, state: ScaleByRmsState, params: Params | None = None
+        updates: Updates, state: ScaleByRmsState, params: Params | None = None
     ) -> tuple[Updates, ScaleByRmsState]:
         del params
         sq = jax.tree.map(
             lambda g, v: (alpha * v + (1 - alpha) * (g * g)).astype(v.dtype),
-            grads,
+            updates,
             state.square_avg,
         )
         if centered:
             avg = jax.tree.map(
-                lambda g, m: (alpha * m + (1 - alpha) * g).astype(m.dtype), grads, state.grad_avg
+                lambda g, m: (alpha * m + (1 - alpha) * g).astype(m.dtype), updates, state.grad_avg
             )
             var = jax.tree.map(lambda v, m: v - m * m, sq, avg)
         else:
             avg, var = None, sq
         if eps_in_sqrt:
-            updates = jax.tree.map(lambda g, v: (g / jnp.sqrt(v + eps)).astype(g.dtype), grads, var)
+            out = jax.tree.map(lambda g, v: (g / jnp.sqrt(v + eps)).astype(g.dtype), updates, var)
         else:
-            updates = jax.tree.map(
-                lambda g, v: (g / (jnp.sqrt(v) + eps)).astype(g.dtype), grads, var
-            )
-        return updates, ScaleByRmsState(sq, avg)
+            out = jax.tree.map(lambda g, v: (g / (jnp.sqrt(v) + eps)).astype(g.dtype), updates, var)
+        return out, ScaleByRmsState(sq, avg)
 
     return GradientTransformation(init, update)
 
@@ -352,23 +350,23 @@ def scale_by_adagrad(
         )
 
     def update(
-        grads: Updates, state: ScaleByAdagradState, params: Params | None = None
+        updates: Updates, state: ScaleByAdagradState, params: Params | None = None
     ) -> tuple[Updates, ScaleByAdagradState]:
         del params
         count = _inc(state.count)
-        acc = jax.tree.map(lambda g, s: (s + g * g).astype(s.dtype), grads, state.sum)
+        acc = jax.tree.map(lambda g, s: (s + g * g).astype(s.dtype), updates, state.sum)
         decay = 1.0 if is_static_zero(lr_decay) else 1 / (1 + (count - 1) * lr_decay)
         if eps_in_sqrt:
-            updates = jax.tree.map(
+            out = jax.tree.map(
                 lambda g, s: (jnp.where(s > 0, decay * g / jnp.sqrt(s + eps), 0)).astype(g.dtype),
-                grads,
+                updates,
                 acc,
             )
         else:
-            updates = jax.tree.map(
-                lambda g, s: (decay * g / (jnp.sqrt(s) + eps)).astype(g.dtype), grads, acc
+            out = jax.tree.map(
+                lambda g, s: (decay * g / (jnp.sqrt(s) + eps)).astype(g.dtype), updates, acc
             )
-        return updates, ScaleByAdagradState(count, acc)
+        return out, ScaleByAdagradState(count, acc)
 
     return GradientTransformation(init, update)
 

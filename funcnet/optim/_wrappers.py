@@ -70,26 +70,26 @@ def accumulate(k: int, opt: GradientTransformation) -> GradientTransformation:
         return AccumulateState(jnp.zeros((), jnp.int32), acc, opt.init(params))
 
     def update(
-        grads: Updates, state: AccumulateState, params: Params | None = None
+        updates: Updates, state: AccumulateState, params: Params | None = None
     ) -> tuple[Updates, AccumulateState]:
-        acc = jax.tree.map(lambda s, g: s + g.astype(s.dtype), state.grad_sum, grads)
+        acc = jax.tree.map(lambda s, g: s + g.astype(s.dtype), state.grad_sum, updates)
 
         def step() -> tuple[Updates, OptState]:
-            mean = jax.tree.map(lambda s, g: (s / k).astype(g.dtype), acc, grads)
+            mean = jax.tree.map(lambda s, g: (s / k).astype(g.dtype), acc, updates)
             return opt.update(mean, state.inner_state, params)
 
         if k == 1:
-            updates, inner_state = step()
-            return updates, AccumulateState(state.micro_step, state.grad_sum, inner_state)
+            out, inner_state = step()
+            return out, AccumulateState(state.micro_step, state.grad_sum, inner_state)
 
         zeros = zeros_like_updates(step)
         last = state.micro_step == k - 1
-        updates, inner_state, acc = jax.lax.cond(
+        out, inner_state, acc = jax.lax.cond(
             last,
             lambda: (*step(), jax.tree.map(jnp.zeros_like, acc)),
             lambda: (zeros, state.inner_state, acc),
         )
         micro_step = jnp.where(last, 0, state.micro_step + 1).astype(jnp.int32)
-        return updates, AccumulateState(micro_step, acc, inner_state)
+        return out, AccumulateState(micro_step, acc, inner_state)
 
     return checked("accumulate", GradientTransformation(init, update))

@@ -4,29 +4,27 @@ Each is PyTorch's ``torch.optim.lr_scheduler`` class of the same name in snake c
 without the ``LR`` suffix, in closed form; ``ReduceLROnPlateau`` is host-side and lowers
 the lr stored in the optimizer state.
 
-==================================  ==========================================
-funcnet                             PyTorch
-==================================  ==========================================
-``constant``                        ``ConstantLR``
-``linear``                          ``LinearLR``
-``step``                            ``StepLR``
-``multistep``                       ``MultiStepLR``
-``exponential``                     ``ExponentialLR``
-``cosine_annealing``                ``CosineAnnealingLR``
-``cosine_annealing_warm_restarts``  ``CosineAnnealingWarmRestarts``
-``polynomial``                      ``PolynomialLR``
-``one_cycle``                       ``OneCycleLR`` (lr)
-``one_cycle_momentum``              ``OneCycleLR`` (cycled momentum)
-``sequential``                      ``SequentialLR``
-``chained``                         ``ChainedScheduler``
-``lambda_lr``                       ``LambdaLR``
-``multiplicative``                  ``MultiplicativeLR``
-``cyclic``                          ``CyclicLR`` (lr)
-``cyclic_momentum``                 ``CyclicLR`` (cycled momentum)
-``linear_warmup``                   ``SequentialLR([LinearLR, after])``
-``per_epoch``                       stepping the scheduler once per epoch
-``ReduceLROnPlateau``               ``ReduceLROnPlateau``
-==================================  ==========================================
+| funcnet | PyTorch |
+|---|---|
+| ``constant`` | ``ConstantLR`` |
+| ``linear`` | ``LinearLR`` |
+| ``step`` | ``StepLR`` |
+| ``multistep`` | ``MultiStepLR`` |
+| ``exponential`` | ``ExponentialLR`` |
+| ``cosine_annealing`` | ``CosineAnnealingLR`` |
+| ``cosine_annealing_warm_restarts`` | ``CosineAnnealingWarmRestarts`` |
+| ``polynomial`` | ``PolynomialLR`` |
+| ``one_cycle`` | ``OneCycleLR`` (lr) |
+| ``one_cycle_momentum`` | ``OneCycleLR`` (cycled momentum) |
+| ``sequential`` | ``SequentialLR`` |
+| ``chained`` | ``ChainedScheduler`` |
+| ``lambda_lr`` | ``LambdaLR`` |
+| ``multiplicative`` | ``MultiplicativeLR`` |
+| ``cyclic`` | ``CyclicLR`` (lr) |
+| ``cyclic_momentum`` | ``CyclicLR`` (cycled momentum) |
+| ``linear_warmup`` | ``SequentialLR([LinearLR, after])`` |
+| ``per_epoch`` | stepping the scheduler once per epoch |
+| ``ReduceLROnPlateau`` | ``ReduceLROnPlateau`` |
 """
 
 from ._cyclic import cyclic as cyclic

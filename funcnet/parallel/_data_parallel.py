@@ -73,18 +73,19 @@ class DataParallel:
 
     def __init__(
         self,
-        devices: Sequence[jax.Device] | None = None,
+        devices: Sequence[Any] | None = None,  # jax.Device: jaxlib ships no type for it
         *,
         axis_name: str = "data",
         backend: str = "pmap",
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"DataParallel: backend must be one of {BACKENDS}, got {backend!r}")
-        self.devices = tuple(jax.local_devices() if devices is None else devices)
+        self.devices: tuple[Any, ...] = tuple(jax.local_devices() if devices is None else devices)
         if not self.devices:
             raise ValueError("DataParallel: devices is empty; pass None for all local devices")
-        self.axis_name, self.backend = axis_name, backend
-        self.mesh = Mesh(np.array(self.devices), (axis_name,))
+        self.axis_name: str = axis_name
+        self.backend: str = backend
+        self.mesh: Mesh = Mesh(np.array(self.devices), (axis_name,))
 
     @property
     def num_devices(self) -> int:

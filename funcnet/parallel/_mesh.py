@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 from jax.sharding import AxisType, Mesh, NamedSharding
@@ -48,7 +49,7 @@ def make_mesh(
     axis_shapes: Sequence[int] | None = None,
     axis_names: Sequence[str] | str = ("data",),
     *,
-    devices: Sequence[jax.Device] | None = None,
+    devices: Sequence[Any] | None = None,  # jax.Device: jaxlib ships no type for it
 ) -> Mesh:
     """A mesh of devices with named axes, every axis ``Auto`` (GSPMD decides the layouts).
 

@@ -74,7 +74,7 @@ class CallbackList(Callback):
                 raise TypeError(
                     f"callbacks must be funcnet.train.Callback instances, got {type(cb).__name__}"
                 )
-        self.callbacks = list(callbacks)
+        self.callbacks: list[Callback] = list(callbacks)
 
     def on_fit_begin(self, loop: Any) -> None:
         for cb in self.callbacks:
@@ -154,11 +154,13 @@ class EarlyStopping(Callback):
         min_delta: float = 0.0,
         restore_best: bool = False,
     ) -> None:
-        self.monitor, self.patience, self.restore_best = monitor, patience, restore_best
+        self.monitor: str = monitor
+        self.patience: int = patience
+        self.restore_best: bool = restore_best
         self._better = _better(mode, min_delta)
-        self.best = math.inf if mode == "min" else -math.inf
+        self.best: float = math.inf if mode == "min" else -math.inf
         self.best_epoch: int | None = None
-        self.wait = 0
+        self.wait: int = 0
         self._best_state: Any = None
 
     def on_epoch_end(self, loop: Any, logs: dict[str, Any]) -> None:
@@ -205,7 +207,7 @@ class ModelCheckpoint(Callback):
 
     def __init__(
         self,
-        directory: str | os.PathLike,
+        directory: str | os.PathLike[str],
         monitor: str | None = None,
         mode: str = "min",
         max_to_keep: int = 3,
@@ -218,7 +220,7 @@ class ModelCheckpoint(Callback):
         self._last_periodic = 0
         self._finite_step: int | None = None
         self._kept_said: int | None = None
-        self.manager = CheckpointManager(
+        self.manager: CheckpointManager = CheckpointManager(
             directory, max_to_keep=max_to_keep, best_metric=monitor, best_mode=mode
         )
 
@@ -330,13 +332,14 @@ class ReduceLROnPlateau(Callback):
 
     Args:
         monitor: an epoch log key.
-        mode, factor, patience, threshold, threshold_mode, cooldown, min_lr, eps:
-            as ``torch.optim.lr_scheduler.ReduceLROnPlateau``.
+        **kwargs: passed to :class:`funcnet.optim.ReduceLROnPlateau`: ``mode``,
+            ``factor``, ``patience``, ``threshold``, ``threshold_mode``, ``cooldown``,
+            ``min_lr`` and ``eps``, as ``torch.optim.lr_scheduler.ReduceLROnPlateau``.
     """
 
     def __init__(self, monitor: str = "val_loss", **kwargs: Any) -> None:
         self.monitor = monitor
-        self.scheduler = optim.ReduceLROnPlateau(**kwargs)
+        self.scheduler: optim.ReduceLROnPlateau = optim.ReduceLROnPlateau(**kwargs)
 
     def on_epoch_end(self, loop: Any, logs: dict[str, Any]) -> None:
         value = _monitored(logs, self.monitor, "ReduceLROnPlateau")
@@ -372,8 +375,8 @@ def writes_files() -> bool:
 class _FileLogger(Callback):
     """A log file that only process 0 writes (every process runs the same callbacks)."""
 
-    def __init__(self, path: str | os.PathLike, append: bool = False) -> None:
-        self.path = os.fspath(path)
+    def __init__(self, path: str | os.PathLike[str], append: bool = False) -> None:
+        self.path: str = os.fspath(path)
         self.append = append
 
     def on_fit_begin(self, loop: Any) -> None:
@@ -406,7 +409,9 @@ class JSONLogger(_FileLogger):
     ``steps=True``, one per fetched step (``{"type": "step", ...}``) to ``path``; in a run
     of several processes, process 0 writes it."""
 
-    def __init__(self, path: str | os.PathLike, append: bool = False, steps: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], append: bool = False, steps: bool = False
+    ) -> None:
         super().__init__(path, append)
         self.steps = steps
         self._written = 0

@@ -45,7 +45,7 @@ class EpochMetrics:
     """
 
     def __init__(self, streaming: Mapping[str, Metric]) -> None:
-        self.streaming = dict(streaming)
+        self.streaming: dict[str, Metric] = dict(streaming)
         metrics = self.streaming
         self._merge = jax.jit(lambda run, new: {k: metrics[k].merge(run[k], new[k]) for k in new})
         self._compute = jax.jit(lambda run: {k: metrics[k].compute(run[k]) for k in run})
@@ -53,7 +53,7 @@ class EpochMetrics:
 
     def reset(self) -> None:
         """Starts a new epoch."""
-        self.running = {k: m.init() for k, m in self.streaming.items()}
+        self.running: dict[str, Any] = {k: m.init() for k, m in self.streaming.items()}
         self.records: list[dict[str, Any]] = []
 
     def add(self, values: Mapping[str, Any], rows: int | None) -> dict[str, Any]:
@@ -76,7 +76,7 @@ class EpochMetrics:
         records = self.records if last is None else self.records[-last:] if last else []
         return count_weighted_means(records)
 
-    def results(self) -> dict[str, float | list]:
+    def results(self) -> dict[str, float | list[Any]]:
         """The means, and the streaming metrics' values over everything merged so far."""
         if not self.streaming:
             return self.means()

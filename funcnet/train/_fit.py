@@ -50,7 +50,7 @@ def evaluate(
     has_aux: bool = False,
     eval_step: Step | None = None,
     precision: str | Policy | None = None,
-) -> dict[str, float | list]:
+) -> dict[str, float | list[Any]]:
     """Runs the model in eval mode over one pass of ``loader`` and reports loss and metrics.
 
     Every batch goes through one compiled program (a short last batch is padded and masked

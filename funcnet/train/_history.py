@@ -50,7 +50,9 @@ class History:
             keys.extend(k for k in record if k not in keys)
         return {k: [record.get(k) for record in self.epochs] for k in keys}
 
-    def plot(self, path: str | os.PathLike | None = None, keys: list[str] | None = None) -> Figure:
+    def plot(
+        self, path: str | os.PathLike[str] | None = None, keys: list[str] | None = None
+    ) -> Figure:
         """Draws the loss (per epoch, and per step behind it) and the metrics per epoch.
 
         Builds a ``matplotlib.figure.Figure`` without pyplot, so the matplotlib backend and

@@ -54,16 +54,20 @@ class Loop:
         progress: Progress,
         on_nonfinite: str,
     ) -> None:
-        self.state = state
-        self.train_loader, self.eval_loader = train_loader, eval_loader
-        self.epoch, self.epochs = 0, epochs
-        self.step, self.batch_in_epoch = int(state.step), 0
-        self.history = History()
+        self.state: TrainState = state
+        self.train_loader: Any = train_loader
+        self.eval_loader: Any = eval_loader
+        self.epoch: int = 0
+        self.epochs: int = epochs
+        self.step: int = int(state.step)
+        self.batch_in_epoch: int = 0
+        self.history: History = History()
         self.metrics = metrics
-        self.callbacks, self.progress = callbacks, progress
+        self.callbacks: Callback = callbacks
+        self.progress: Progress = progress
         self.on_nonfinite = on_nonfinite
         self.last_finite: tuple[int, float] | None = None
-        self.skipped_steps = 0
+        self.skipped_steps: int = 0
         self.stop_training = False
         self._pending: list[dict[str, Any]] = []
         self._seen = 0

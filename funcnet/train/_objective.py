@@ -108,14 +108,21 @@ class Objective:
     ) -> None:
         metrics = dict(metrics or {})
         _check_callable(loss_fn, metrics, batch_fn)
-        self.loss_fn, self.has_aux = loss_fn, has_aux
-        self.split = batch_fn or split_batch
-        self.functions = {k: f for k, f in metrics.items() if not isinstance(f, Metric)}
-        self.streaming = {k: m for k, m in metrics.items() if isinstance(m, Metric)}
+        self.loss_fn: LossFn | None = loss_fn
+        self.has_aux: bool = has_aux
+        self.split: Callable[[Any], tuple[Any, Any]] = batch_fn or split_batch
+        self.functions: dict[str, Callable[..., Any]] = {
+            k: f for k, f in metrics.items() if not isinstance(f, Metric)
+        }
+        self.streaming: dict[str, Metric] = {
+            k: m for k, m in metrics.items() if isinstance(m, Metric)
+        }
         fns = [*metrics.values(), *([loss_fn] if loss_fn is not None else [])]
-        self.takes_mask = all(_takes_mask(fn) for fn in fns)
+        self.takes_mask: bool = all(_takes_mask(fn) for fn in fns)
 
-    def loss(self, outputs: Any, targets: Any, mask: jax.Array | None) -> tuple[jax.Array, dict]:
+    def loss(
+        self, outputs: Any, targets: Any, mask: jax.Array | None
+    ) -> tuple[jax.Array, dict[str, Any]]:
         """``(loss, aux)`` of a batch, over its valid rows when ``mask`` is given."""
         assert self.loss_fn is not None
         result = self._call(self.loss_fn, "loss_fn", outputs, targets, mask)

@@ -146,7 +146,7 @@ class Progress:
         self.close()
         self._final = final_epoch
         if jax.process_index() != 0:
-            self.mode = "quiet"
+            self.mode: str = "quiet"
 
     def start_epoch(self, epoch: int, total: int | None, initial: int) -> None:
         """Starts ``epoch`` (0-based) of ``total`` batches (None: unknown), ``initial`` done."""

@@ -13,7 +13,10 @@ __all__ = ["restore_training"]
 
 
 def restore_training(
-    directory: str | os.PathLike, state: TrainState, loader: Any = None, step: int | None = None
+    directory: str | os.PathLike[str],
+    state: TrainState,
+    loader: Any = None,
+    step: int | None = None,
 ) -> TrainState:
     """Puts a checkpoint written by :class:`ModelCheckpoint` back into a run.
 

@@ -39,13 +39,13 @@ class TrainState:
     step: jax.Array
     key: jax.Array
     model: Module = dataclasses.field(metadata={"static": True})
-    optimizer: Any = dataclasses.field(metadata={"static": True})
+    optimizer: optim.GradientTransformation = dataclasses.field(metadata={"static": True})
 
     @classmethod
     def create(
         cls,
         model: Module,
-        optimizer: Any,
+        optimizer: optim.GradientTransformation,
         key: jax.Array,
         params: Any = None,
         model_state: Any = None,

@@ -18,6 +18,7 @@ from jax import lax
 
 from funcnet import optim
 from funcnet.mixed_precision import LossScaleState, Policy, find_loss_scale, get_policy
+from funcnet.optim._guards import _finite_or_zero
 from funcnet.train._objective import (
     LossFn,
     MetricFns,
@@ -54,7 +55,7 @@ def _guard_error(state: TrainState, loss: jax.Array, grads: Any, model_state: An
     # applies zero gradients, and non-finite gradient elements are zeroed, by an
     # elementwise select that XLA fuses into the optimizer's update (no reduction).
     finite = jnp.isfinite(loss)
-    grads = jax.tree_util.tree_map(lambda g: optim.finite_or_zero(g, finite), grads)
+    grads = jax.tree_util.tree_map(lambda g: _finite_or_zero(g, finite), grads)
     model_state = _keep_if(finite, model_state, state.model_state)
     return state.apply_gradients(grads, model_state=model_state), finite
 
@@ -126,9 +127,9 @@ def make_train_step(
             ``targets`` any pytree ``loss_fn`` understands.
         on_nonfinite: ``"error"`` (default): a step whose loss is not finite applies
             zero gradients and keeps the model state, gradient elements that are not
-            finite are zeroed (``optim.finite_or_zero``), so parameters and optimizer state
-            never become NaN; ``metrics["finite"]`` says whether the loss was finite, and
-            ``fit`` stops with an error naming the step. ``"skip"``: a step whose loss or
+            finite are zeroed, so parameters and optimizer state never become NaN;
+            ``metrics["finite"]`` says whether the loss was finite, and ``fit`` stops with
+            an error naming the step. ``"skip"``: a step whose loss or
             any gradient is not finite changes nothing but the step count
             (``optim.update_if_finite``); ``fit`` goes on. ``"ignore"``: no guard.
         donate: donate the incoming state's buffers (the caller must not reuse them).

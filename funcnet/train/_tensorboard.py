@@ -157,9 +157,9 @@ class TensorBoard(Callback):
     """
 
     def __init__(
-        self, log_dir: str | os.PathLike = "logs", update_freq: str | int = "epoch"
+        self, log_dir: str | os.PathLike[str] = "logs", update_freq: str | int = "epoch"
     ) -> None:
-        self.log_dir = os.fspath(log_dir)
+        self.log_dir: str = os.fspath(log_dir)
         self.update_freq = update_freq
         self._every = _steps_between(update_freq)
         self._train = _EventFile(os.path.join(self.log_dir, "train"))

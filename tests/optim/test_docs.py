@@ -54,7 +54,7 @@ def test_every_public_name_is_documented():
     for name in ("sgd", "adam", "adamw", "rmsprop", "adagrad", "current_lr", "set_hyperparams",
                  "param_groups", "freeze", "accumulate", "skip_nonfinite", "ReduceLROnPlateau",
                  "clip_grad_norm", "exclude_bias_and_norm", "inject_hyperparams", "all_finite",
-                 "finite_or_zero", "zero_nonfinite", "update_if_finite", "with_ema",
+                 "zero_nonfinite", "update_if_finite", "with_ema",
                  "ema_params", "adamax", "nadam", "radam", "adadelta", "rprop", "asgd",
                  "asgd_averaged_params", "lbfgs", "cyclic", "cyclic_momentum", "lambda_lr",
                  "multiplicative", "chained", "maximize", "learning_rate",

@@ -1,4 +1,4 @@
-"""Non-finite guards: all_finite, finite_or_zero, zero_nonfinite, update_if_finite,
+"""Non-finite guards: all_finite, _finite_or_zero, zero_nonfinite, update_if_finite,
 skip_nonfinite; NumPy and optax references, under jit, grad and vmap."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import optax
 import pytest
 
 import funcnet.optim as optim
+from funcnet.optim._guards import _finite_or_zero
 
 NAN, INF = np.nan, np.inf
 G = np.array([[1.5, NAN, -INF], [INF, -2.0, 0.0]])
@@ -28,16 +29,16 @@ def test_all_finite():
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
 @pytest.mark.parametrize("finite", [True, False])
 def test_finite_or_zero_matches_numpy(dtype, finite):
-    out = jax.jit(optim.finite_or_zero)(jnp.asarray(G, dtype), jnp.array(finite))
+    out = jax.jit(_finite_or_zero)(jnp.asarray(G, dtype), jnp.array(finite))
     assert out.dtype == dtype and out.shape == G.shape
     np.testing.assert_array_equal(np.asarray(out, np.float64), _np_finite_or_zero(G, finite))
 
 
 def test_finite_or_zero_under_grad_and_vmap():
     x = jnp.array([1.0, INF, 3.0])
-    dx = jax.grad(lambda x: jnp.sum(2.0 * optim.finite_or_zero(x, jnp.array(True))))(x)
+    dx = jax.grad(lambda x: jnp.sum(2.0 * _finite_or_zero(x, jnp.array(True))))(x)
     np.testing.assert_array_equal(dx, [2.0, 0.0, 2.0])
-    rows = jax.vmap(optim.finite_or_zero)(jnp.asarray(G), jnp.array([False, True]))
+    rows = jax.vmap(_finite_or_zero)(jnp.asarray(G), jnp.array([False, True]))
     np.testing.assert_array_equal(rows, [[0.0, 0.0, 0.0], _np_finite_or_zero(G[1], True)])
 
 

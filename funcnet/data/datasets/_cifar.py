@@ -23,7 +23,9 @@ _URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 _MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
 
 
-def read_cifar_bin(path: str | os.PathLike, num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def read_cifar_bin(
+    path: str | os.PathLike[str], num_classes: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
     """Reads one CIFAR-10 binary batch file (``RECORDS_PER_FILE`` records of 3,073 bytes).
 
     Args:
@@ -96,8 +98,8 @@ class CIFAR10(ArrayDataset):
         "truck",
     )
 
-    def __init__(self, root: str | os.PathLike, train: bool = True, download: bool = False):
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike[str], train: bool = True, download: bool = False):
+        self.root: Path = Path(root)
         self.train = train
         names = _TRAIN if train else _TEST
         found = locate(self.root, names, [_FOLDER])

@@ -26,8 +26,8 @@ class CorruptFileError(ValueError):
         path: the offending file.
     """
 
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        self.path: Path = Path(path)
         super().__init__(f"{self.path}: {problem}")
 
 

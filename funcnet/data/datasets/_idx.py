@@ -21,7 +21,7 @@ __all__ = ["read_idx"]
 _TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def read_idx(path: str | os.PathLike, max_bytes: int | None = None) -> np.ndarray:
+def read_idx(path: str | os.PathLike[str], max_bytes: int | None = None) -> np.ndarray:
     """Reads an IDX file (gzipped or not) into a native-endian array.
 
     The header is read first and the data only up to the size it declares (plus one byte

@@ -32,12 +32,12 @@ class _IDXImages(ArrayDataset):
 
     def __init__(
         self,
-        root: str | os.PathLike,
+        root: str | os.PathLike[str],
         train: bool = True,
         download: bool = False,
         verify: bool = True,
     ):
-        self.root = Path(root)
+        self.root: Path = Path(root)
         self.train = train
         folder = self.root / self.name / "raw"  # torchvision's layout, so its downloads work
         names = self._files[train]
@@ -141,7 +141,7 @@ class MNIST(_IDXImages):
     """
 
     name = "MNIST"
-    urls = (
+    urls: ClassVar[tuple[str, ...]] = (
         "https://ossci-datasets.s3.amazonaws.com/mnist/",
         "http://yann.lecun.com/exdb/mnist/",
     )
@@ -151,7 +151,7 @@ class MNIST(_IDXImages):
         "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
         "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
     }
-    classes = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9")
+    classes: ClassVar[tuple[str, ...]] = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9")
 
 
 class FashionMNIST(_IDXImages):
@@ -179,14 +179,16 @@ class FashionMNIST(_IDXImages):
     """
 
     name = "FashionMNIST"
-    urls = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
+    urls: ClassVar[tuple[str, ...]] = (
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    )
     md5: ClassVar[dict[str, str]] = {
         "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
         "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
         "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
         "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
     }
-    classes = (
+    classes: ClassVar[tuple[str, ...]] = (
         "T-shirt/top",
         "Trouser",
         "Pullover",
