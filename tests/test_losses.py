@@ -604,11 +604,6 @@ def test_vmap_gives_per_example_losses():
     assert_close(grads, 2 * (PRED - TARGET) / np.prod(SHAPE[1:]), rtol=1e-5)
 
 
-def test_public_names_have_docstrings():
-    for name in L.__all__:
-        assert getattr(L, name).__doc__, name
-
-
 def test_strict_dtype_and_rank_promotion():
     # The library casts and broadcasts explicitly, so it runs under Equinox-style strict
     # promotion (a silent upcast or an accidental broadcast would raise here).
