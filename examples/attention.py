@@ -1,7 +1,7 @@
 """Classify handwritten digits with self-attention (``nn.MultiheadAttention``), as the PyTorch
 self-attention tutorials do, on the digits shipped in funcnet.
 
-The tutorial's ``Net`` projects 768 features to ``member_dim``, runs ``nn.MultiheadAttention``
+The PyTorch self-attention tutorial's ``Net`` projects 768 features to ``member_dim``, runs ``nn.MultiheadAttention``
 as self-attention with a residual LayerNorm, a feed-forward block with a second residual
 LayerNorm, and a classifier. Their code does not run; the corrections:
 
@@ -16,7 +16,7 @@ LayerNorm, and a classifier. Their code does not run; the corrections:
   job and ``adam(lr=1e-3)``.
 
 Each 8x8 image is a sequence of 8 row tokens of 8 pixels. It prints the final test
-accuracy: 0.989 after 40 epochs (920 steps), about 15 s in all on 2 shared CPU cores.
+accuracy: 0.989 after 40 epochs (920 steps), in about 15 s on two CPU cores.
 
     python examples/attention.py
     python examples/attention.py --smoke      # a few steps, for CI

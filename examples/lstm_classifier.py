@@ -6,7 +6,7 @@ The tutorial's model is ``nn.LSTM(input_size, 128, 2, batch_first=True)`` follow
 moved zero initial states to a device by hand. Here the images of the digits shipped inside
 funcnet (8x8) are sequences of 8 rows of 8 pixels, the LSTM gets PyTorch's (B, T, features)
 batch-first input and its default zero initial state. It prints the final test accuracy:
-0.986 after 30 epochs (690 steps), about 17 s in all on 2 shared CPU cores.
+0.986 after 30 epochs (690 steps), in about 17 s on two CPU cores.
 
     python examples/lstm_classifier.py
     python examples/lstm_classifier.py --smoke      # a few steps, for CI

@@ -3,8 +3,8 @@
 The page's conventions, which these tests check:
 
 - ```python blocks are funcnet code. They run in order in one namespace
-  (``run_python_blocks`` of tests/train/test_docs.py) and none may use torch: the tests
-  pass on .venv312, which has no torch.
+  (``run_page`` of tests/docs/runner.py, whose markers the page may use) and none may use
+  torch: the tests pass on .venv312, which has no torch.
 - PyTorch code is in ```py blocks whose first line is ``# PyTorch``; funcnet code that
   needs files on disk, a GPU or several processes is in other ```py blocks; shell commands
   are in ```bash blocks. None of these run.
@@ -28,7 +28,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.train.test_docs import run_python_blocks
+from tests.docs.runner import run_page
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "migration-from-pytorch.md"
 PRETRAINED = "## A pretrained ResNet-18\n"
@@ -69,7 +69,7 @@ def test_page_conventions():
 @pytest.mark.one_version
 def test_guide_runs_top_to_bottom(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    ns = run_python_blocks(GUIDE, {_pretrained_section(): ""})
+    ns = run_page(GUIDE, {_pretrained_section(): ""})
 
     epoch_losses = ns["epoch_losses"]
     assert epoch_losses[-1] < 0.5 * epoch_losses[0]  # the hand-written SGD loop learns
@@ -100,7 +100,7 @@ def test_pretrained_section_runs(tmp_path, monkeypatch):
     models.save_weights("resnet18.safetensors", *weights)
     page = tmp_path / "pretrained.md"
     page.write_text(_pretrained_section())
-    ns = run_python_blocks(page, {"(2, 224, 224, 3)": "(2, 64, 64, 3)"})
+    ns = run_page(page, {"(2, 224, 224, 3)": "(2, 64, 64, 3)"})
     assert ns["logits"].shape == (2, 1000)
     assert ns["tuned"].params["fc"]["weight"].shape == (512, 10)
     # the body holds the file's values, not a fresh init

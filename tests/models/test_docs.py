@@ -6,7 +6,7 @@ import jax
 import pytest
 
 from funcnet import models
-from tests.train.test_docs import DOCS, run_python_blocks
+from tests.docs.runner import DOCS, run_page
 
 
 @pytest.mark.one_version
@@ -17,9 +17,7 @@ def test_models_page_runs(tmp_path, monkeypatch, capsys):
     torchvision_sd = (
         "nn.torch_state_dict(models.resnet18(), *models.resnet18().init(jax.random.key(7)))"
     )
-    namespace = run_python_blocks(
-        DOCS / "models.md", {"torchvision_model.state_dict()": torchvision_sd}
-    )
+    namespace = run_page(DOCS / "models.md", {"torchvision_model.state_dict()": torchvision_sd})
     out = capsys.readouterr().out
     assert "(2, 10) 11,173,962" in out and "(1, 10)" in out
     assert namespace["model"].num_classes == 10
