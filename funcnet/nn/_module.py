@@ -659,7 +659,18 @@ class Context:
         """Replaces state entry ``name``; its shape and dtype may not change.
 
         The new value is returned by ``apply`` as part of the new state.
+
+        Raises:
+            UsageError: ``value`` is not an array (a dict, list or other container: each
+                state entry is one array; a nested state is several ``Buffer`` entries).
+            ShapeError: there is no entry ``name``, or the value's shape or dtype differs.
         """
+        if isinstance(value, (Mapping, list, tuple)):
+            raise UsageError(
+                f"{self.path} ({type(self.module).__name__}): set_state({name!r}, ...) stores "
+                f"one array, got {type(value).__name__}; keep a nested state as one Buffer "
+                "per array (e.g. flattened names such as 'stats/mean')"
+            )
         node: Any = self._root.state_out
         for part in self._route:
             node = node.get(part) if isinstance(node, Mapping) else None

@@ -435,6 +435,22 @@ def test_state_may_not_change_shape(key):
         Bad().apply(params, state, 1.0)
 
 
+def test_state_entry_is_one_array_not_a_container(key):
+    class Bad(nn.Module):
+        def __init__(self):
+            self.buf = nn.Buffer((2,), init=nn.init.zeros)
+
+        def forward(self, ctx, x):
+            ctx.set_state("buf", {"mean": jnp.zeros(2)})
+            return x
+
+    params, state = Bad().init(key)
+    with pytest.raises(
+        UsageError, match=r"model \(Bad\): set_state\('buf', ...\) stores one array, got dict"
+    ):
+        Bad().apply(params, state, 1.0)
+
+
 def test_nested_state_and_shared_module_called_twice(key):
     class Outer(nn.Module):
         def __init__(self):
