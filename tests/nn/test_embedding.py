@@ -378,7 +378,8 @@ def test_embedding_bag_scale_grad_by_freq_and_bfloat16():
     per_position = np.asarray(r)[bag_of] / (sizes[bag_of] * np_counts(IDS))[:, None]
     # sums of <= 3 float32 cotangent shares of |r| < 3: well within 1e-6
     np.testing.assert_allclose(jax.grad(f)(weight), np_grad(IDS, per_position, None), atol=1e-6)
-    table = weight.astype(jnp.bfloat16) * 64 + 256  # bfloat16 sums of these lose digits
+    table = jnp.asarray(weight, jnp.bfloat16) * 64 + 256  # bfloat16 sums of these lose digits
+    assert table.dtype == jnp.bfloat16  # (NumPy 2.0 with ml_dtypes 0.5 promotes to float32)
     y = F.embedding_bag(jnp.asarray(IDS), table, offsets, mode="sum")
     assert y.dtype == jnp.bfloat16
     # bfloat16 values in [0, 512) are multiples of 2^-6 or coarser: their float32 sums (and
