@@ -13,8 +13,9 @@ The conventions of docs/*.md that this runner enforces:
   - ``<!-- skip: REASON -->``: the block does not run. The reason is required, and a
     page has few of these (a multi-process launch, a download).
   - ``<!-- requires: flax equinox -->``: the block needs these importable packages;
-    when one is missing, the block and the rest of the page are skipped with
-    ``pytest.importorskip``'s message.
+    when one is missing, the block and the rest of its section (up to the next Markdown
+    heading) do not run, and the page goes on. So give each optional library's section
+    its own marker, and let no later section use names such a section defines.
   - ``<!-- raises: ShapeError -->``: the block must raise an exception of that class
     name (or one derived from it); the page goes on after it.
 
@@ -25,12 +26,11 @@ The conventions of docs/*.md that this runner enforces:
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import re
 import sys
 import types
 from pathlib import Path
-
-import pytest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 MAX_SKIPS = 3  # a page with more skipped blocks than this is not tested: rewrite it
@@ -50,6 +50,7 @@ class Block:
         skip: the reason given by a ``skip`` marker, or None.
         requires: the packages named by a ``requires`` marker.
         raises: the exception class named by a ``raises`` marker, or None.
+        section: how many Markdown headings precede the block.
     """
 
     line: int
@@ -57,6 +58,7 @@ class Block:
     skip: str | None = None
     requires: tuple[str, ...] = ()
     raises: str | None = None
+    section: int = 0
 
 
 def _marker(page: str, line: int, text: str) -> dict[str, object]:
@@ -89,10 +91,11 @@ def parse_blocks(text: str, page: str = "<page>") -> list[Block]:
             no ```python fence, or more than ``MAX_SKIPS`` skipped blocks.
     """
     lines = text.splitlines()
-    blocks, pending, index = [], {}, 0
+    blocks, pending, index, section = [], {}, 0, 0
     while index < len(lines):
         fence = _FENCE.match(lines[index])
         if fence is None:
+            section += lines[index].startswith("#")
             if pending:
                 raise ValueError(f"{page}:{index}: a marker not just before a ``` fence")
             pending = _marker(page, index + 1, lines[index])
@@ -104,13 +107,22 @@ def parse_blocks(text: str, page: str = "<page>") -> list[Block]:
             raise ValueError(f"{page}:{index + 1}: the ``` fence is never closed")
         if fence["lang"] == "python":
             body = [line.removeprefix(fence["indent"]) for line in lines[index + 1 : end]]
-            blocks.append(Block(index + 1, "\n".join(body) + "\n", **pending))
+            blocks.append(Block(index + 1, "\n".join(body) + "\n", section=section, **pending))
         elif pending:
             raise ValueError(f"{page}:{index}: a marker before a ```{fence['lang']} fence")
         pending, index = {}, end + 1
     if sum(block.skip is not None for block in blocks) > MAX_SKIPS:
         raise ValueError(f"{page}: more than {MAX_SKIPS} skipped blocks")
     return blocks
+
+
+def _importable(package: str) -> bool:
+    """Whether ``package`` (dotted names too) imports."""
+    try:
+        importlib.import_module(package)
+    except ImportError:
+        return False
+    return True
 
 
 def _raised(error: BaseException, name: str) -> bool:
@@ -148,7 +160,6 @@ def run_page(page: Path, replace: dict[str, str] | None = None) -> dict:
 
     Raises:
         AssertionError: a block failed, or a ``raises`` block raised nothing.
-        pytest.skip.Exception: a ``requires`` package is missing (the rest is skipped).
     """
     text = page.read_text()
     for old, new in (replace or {}).items():
@@ -158,12 +169,14 @@ def run_page(page: Path, replace: dict[str, str] | None = None) -> dict:
     # A real module, so that dataclasses and pickle find the classes a page defines.
     module = types.ModuleType("docs_" + re.sub(r"\W", "_", page.stem))
     sys.modules[module.__name__] = module
+    missing: set[int] = set()  # the sections a missing package turned off
     try:
         for block in blocks:
-            if block.skip is not None:
+            if block.skip is not None or block.section in missing:
                 continue
-            for package in block.requires:
-                pytest.importorskip(package)
+            if not all(map(_importable, block.requires)):
+                missing.add(block.section)
+                continue
             _run_block(block, page, module.__dict__)
     finally:
         del sys.modules[module.__name__]

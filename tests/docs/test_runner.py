@@ -44,14 +44,17 @@ def test_skip_marker(tmp_path):
     assert run_page(_page(tmp_path, text))["x"] == 1
 
 
-def test_requires_marker_skips_the_rest_of_the_page(tmp_path):
+def test_requires_marker_skips_the_rest_of_its_section(tmp_path):
     text = (
-        "```python\nx = 1\n```\n<!-- requires: json no_such_package_xyz -->\n"
+        "```python\nx = 1\n```\n## Optional\n<!-- requires: json no_such_package_xyz -->\n"
         "```python\ny = 2\n```\n```python\nraise RuntimeError\n```\n"
+        "## Next\n```python\nz = x + 1\n```\n"
     )
-    assert parse_blocks(text)[1].requires == ("json", "no_such_package_xyz")
-    with pytest.raises(pytest.skip.Exception, match="no_such_package_xyz"):
-        run_page(_page(tmp_path, text))
+    blocks = parse_blocks(text)
+    assert blocks[1].requires == ("json", "no_such_package_xyz")
+    assert [b.section for b in blocks] == [0, 1, 1, 2]
+    namespace = run_page(_page(tmp_path, text))
+    assert namespace["z"] == 2 and "y" not in namespace  # the section skipped, the page went on
 
 
 def test_requires_marker_runs_when_installed(tmp_path):
