@@ -1,10 +1,12 @@
 """mlp: Flatten, Linear 784→128, ReLU, Linear 128→10; batch 128 of 28×28×1; Adam 1e-3.
 
-101,770 parameters.
+101,770 parameters. ``depth`` (default 1) is the number of hidden layers: each one past
+the first adds a Linear hidden→hidden and a ReLU (``benchmarks.growth`` varies it).
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import jax
@@ -15,7 +17,7 @@ LR = 1e-3
 
 
 def config(quick: bool) -> dict[str, Any]:
-    return {"batch": 128, "hidden": 128, "classes": 10}
+    return {"batch": 128, "hidden": 128, "classes": 10, "depth": 1}
 
 
 def batch(cfg: dict[str, Any]):
@@ -23,18 +25,26 @@ def batch(cfg: dict[str, Any]):
 
 
 # ------------------------------------------------------------------------ raw JAX
+def _widths(cfg: dict[str, Any]) -> list[int]:
+    """Features in and out of every Linear: 784, hidden (``depth`` times), 10."""
+    return [784, *[cfg["hidden"]] * cfg["depth"], 10]
+
+
 def raw_init(cfg: dict[str, Any], key: jax.Array) -> dict[str, Any]:
-    k1, k2 = jax.random.split(key)
+    widths = _widths(cfg)
+    keys = jax.random.split(key, len(widths) - 1)
     return {
-        "fc1": C.linear_init(k1, 784, cfg["hidden"]),
-        "fc2": C.linear_init(k2, cfg["hidden"], 10),
+        f"fc{i + 1}": C.linear_init(k, n_in, n_out)
+        for i, (k, n_in, n_out) in enumerate(zip(keys, widths[:-1], widths[1:]))
     }
 
 
 def raw_apply(params: dict[str, Any], x: jax.Array) -> jax.Array:
-    x = x.reshape(x.shape[0], -1)
-    h = jax.nn.relu(x @ params["fc1"]["w"] + params["fc1"]["b"])
-    return h @ params["fc2"]["w"] + params["fc2"]["b"]
+    h = x.reshape(x.shape[0], -1)
+    n = len(params)
+    for i in range(1, n):
+        h = jax.nn.relu(h @ params[f"fc{i}"]["w"] + params[f"fc{i}"]["b"])
+    return h @ params[f"fc{n}"]["w"] + params[f"fc{n}"]["b"]
 
 
 raw_opt_init = C.adam_init
@@ -54,9 +64,10 @@ def raw_step(cfg: dict[str, Any]):
 
 
 def from_funcnet(p: dict[str, Any]) -> dict[str, Any]:
+    # Sequential's Linears sit at indices 1, 3, 5, ... (after Flatten, between ReLUs).
     return {
-        "fc1": {"w": p["1"]["weight"], "b": p["1"]["bias"]},
-        "fc2": {"w": p["3"]["weight"], "b": p["3"]["bias"]},
+        f"fc{i + 1}": {"w": p[name]["weight"], "b": p[name]["bias"]}
+        for i, name in enumerate(sorted(p, key=int))
     }
 
 
@@ -64,9 +75,11 @@ def from_funcnet(p: dict[str, Any]) -> dict[str, Any]:
 def funcnet_model(cfg: dict[str, Any]):
     from funcnet import nn
 
-    return nn.Sequential(
-        nn.Flatten(), nn.Linear(784, cfg["hidden"]), nn.ReLU(), nn.Linear(cfg["hidden"], 10)
-    )
+    widths = _widths(cfg)
+    layers = [nn.Flatten()]
+    for n_in, n_out in itertools.pairwise(widths):
+        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])  # no ReLU after the output layer
 
 
 def funcnet_optimizer(cfg: dict[str, Any]):
