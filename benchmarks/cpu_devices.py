@@ -34,20 +34,21 @@ from benchmarks import harness
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def child(workload_name: str, devices: int, quick: bool) -> None:
-    """Measures one configuration in this process and emits its result line."""
-    from funcnet import parallel
+def data_parallel_bench(workload_name: str, cfg: dict[str, Any]) -> harness.Bench:
+    """funcnet's train step of a workload, data-parallel over every JAX device.
 
-    parallel.use_cpu_devices(devices)  # before JAX starts
+    The batch is split over a ``"data"`` mesh axis (``parallel.batch_sharding``), the state
+    replicated (``parallel.shard_state``), and ``train.make_train_step`` is unchanged.
+    Every step waits for the previous one: on CPU, many steps with collectives in flight
+    deadlock when devices >= cores. Call ``parallel.use_cpu_devices(n)`` before JAX starts.
+    """
     import jax
 
     from benchmarks.workloads import _common as C
     from benchmarks.workloads import load
-    from funcnet import train
+    from funcnet import parallel, train
 
-    jax.config.update("jax_enable_compilation_cache", False)
     workload = load(workload_name)
-    cfg = workload.config(quick)
     mesh = parallel.make_mesh()
     state = train.TrainState.create(
         workload.funcnet_model(cfg), workload.funcnet_optimizer(cfg), jax.random.key(C.SEED)
@@ -60,6 +61,7 @@ def child(workload_name: str, devices: int, quick: bool) -> None:
         batch,
         C.count_params(state.params),
         loss_of=lambda m: m["loss"],
+        notes=f"make_train_step, data-parallel over {len(jax.devices())} CPU devices",
     )
     run = bench.step
 
@@ -68,6 +70,21 @@ def child(workload_name: str, devices: int, quick: bool) -> None:
         bench.sync()
 
     bench.step = step_and_wait
+    return bench
+
+
+def child(workload_name: str, devices: int, quick: bool) -> None:
+    """Measures one configuration in this process and emits its result line."""
+    from funcnet import parallel
+
+    parallel.use_cpu_devices(devices)  # before JAX starts
+    import jax
+
+    from benchmarks.workloads import load
+
+    jax.config.update("jax_enable_compilation_cache", False)
+    cfg = load(workload_name).config(quick)
+    bench = data_parallel_bench(workload_name, cfg)
     timing = harness.Timing.quick() if quick else harness.Timing()
     result = {"workload": workload_name, "devices": devices, "batch": cfg["batch"]}
     result.update(harness.measure(bench, timing))

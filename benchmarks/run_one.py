@@ -6,7 +6,8 @@
 Prints one ``BENCH_RESULT {json}`` line (the parent, ``benchmarks.run``, parses it).
 Implementations: ``raw`` (the hand-written JAX reference), ``funcnet`` (the default
 ``make_train_step``, with its non-finite guard), ``funcnet-noguard``
-(``on_nonfinite="ignore"``), and when installed ``linen``, ``nnx``, ``equinox``,
+(``on_nonfinite="ignore"``), ``funcnet-cpus`` (the same step data-parallel over the CPU's
+cores made devices by ``parallel.use_cpu_devices``; CPU only), and when installed ``linen``, ``nnx``, ``equinox``,
 ``haiku``, ``torch``.
 """
 
@@ -19,7 +20,17 @@ import sys
 import time
 from typing import Any
 
-IMPLS = ("raw", "funcnet", "funcnet-noguard", "linen", "nnx", "equinox", "haiku", "torch")
+IMPLS = (
+    "raw",
+    "funcnet",
+    "funcnet-noguard",
+    "funcnet-cpus",
+    "linen",
+    "nnx",
+    "equinox",
+    "haiku",
+    "torch",
+)
 OTHERS = {
     "linen": "flax_linen",
     "nnx": "flax_nnx",
@@ -72,6 +83,12 @@ def build(impl: str, name: str, cfg: dict[str, Any]):
         model, optimizer = workload.funcnet_model(cfg), workload.funcnet_optimizer(cfg)
         loss_fn = C.funcnet_loss(workload, cfg)
         return C.funcnet_bench(model, optimizer, batch, mode, loss_fn, **extra)
+    if impl == "funcnet-cpus":
+        if jax.default_backend() != "cpu":
+            raise NotImplementedError("funcnet-cpus: CPU only")
+        from benchmarks.cpu_devices import data_parallel_bench
+
+        return data_parallel_bench(name, cfg)
     import importlib
 
     module = importlib.import_module(f"benchmarks.others.{OTHERS[impl]}")
@@ -159,6 +176,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--round-s", type=float)
     args = parser.parse_args(argv)
+    if args.impl == "funcnet-cpus":
+        from funcnet import parallel
+
+        parallel.use_cpu_devices()  # every core this process may use; before JAX starts
 
     import jax
 
