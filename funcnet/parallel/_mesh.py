@@ -115,6 +115,16 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
+def _usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), as Python 3.13's
+    ``os.process_cpu_count()``; ``os.cpu_count()`` where affinity is unknown."""
+    if hasattr(os, "process_cpu_count"):
+        return os.process_cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def use_cpu_devices(n: int | None = None) -> int:
     """Makes JAX see ``n`` CPU devices, so data-parallel code fills a many-core CPU.
 
@@ -126,7 +136,8 @@ def use_cpu_devices(n: int | None = None) -> int:
     option; on a machine with a GPU or TPU the accelerators stay the default devices.
 
     Args:
-        n: the number of CPU devices; default ``os.cpu_count()``.
+        n: the number of CPU devices; default: the cores this process may run on
+            (``os.process_cpu_count()``, which respects ``taskset`` and CPU affinity).
 
     Returns:
         The number of CPU devices.
@@ -141,7 +152,7 @@ def use_cpu_devices(n: int | None = None) -> int:
         >>> parallel.use_cpu_devices(have) == have
         True
     """
-    n = (os.cpu_count() or 1) if n is None else n
+    n = _usable_cores() if n is None else n
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"use_cpu_devices: n must be a positive integer, got {n!r}")
     try:

@@ -5,6 +5,7 @@ whose device count ``use_cpu_devices`` itself sets before JAX starts.
 """
 
 import doctest
+import os
 
 import jax
 import pytest
@@ -102,3 +103,21 @@ def test_use_cpu_devices_before_jax_starts_gives_that_many_devices():
     """In a fresh process: 4 devices, 2-D and flat meshes, batch placement, and the meshes
     working with ``jax.shard_map`` and ``jax.set_mesh``."""
     assert run_with_cpu_devices(USE_CPU_DEVICES, devices=1).strip() == "ok"
+
+
+DEFAULT_COUNT = """
+import os
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # as under `taskset -c N`
+from funcnet import parallel
+n = parallel.use_cpu_devices()
+import jax
+assert n == 1 and jax.device_count() == 1, (n, jax.devices())
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_use_cpu_devices_defaults_to_the_cores_the_process_may_use():
+    """Pinned to one core, the default is one device, not the machine's core count (a
+    container or ``taskset`` would otherwise get a device per host core)."""
+    assert run_with_cpu_devices(DEFAULT_COUNT, devices=1).strip() == "ok"
