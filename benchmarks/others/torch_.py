@@ -1,4 +1,5 @@
-"""PyTorch eager (CPU), as its users write a training loop; threads = the machine's cores."""
+"""PyTorch eager (CPU), as its users write a training loop; threads = the cores this process
+may run on (so ``taskset -c 0`` gives one thread, not two competing for one core)."""
 
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def model_and_optimizer(name: str, cfg: dict[str, Any]):
 
 
 def build(name: str, cfg: dict[str, Any], x, y, **extra: Any) -> Bench:
-    torch.set_num_threads(os.cpu_count() or 1)
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else ()
+    torch.set_num_threads(len(cores) or os.cpu_count() or 1)
     torch.manual_seed(0)
     model, opt = model_and_optimizer(name, cfg)
     if name == "cnn":
