@@ -1,5 +1,7 @@
-"""How cost grows: funcnet against hand-written JAX as the batch, the depth and the layer
-count grow, and the memory of the compiled step.
+"""How cost grows: funcnet against hand-written JAX by batch, depth, layers and memory.
+
+Step time as the batch and the depth grow, compile time as the layer count grows, and
+the memory of the compiled step.
 
     python -m benchmarks.growth [--sections batch,depth,compile,memory] [--reps 3]
                                 [--quick] [--out benchmarks/results]
