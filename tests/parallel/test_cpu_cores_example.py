@@ -10,6 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# Two example runs in fresh processes (about 10 s); the data-parallel step itself is tested
+# on every jax version in test_data_parallel.py and test_sharding.py.
+pytestmark = pytest.mark.one_version
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cifar_cnn.py"
 
 
