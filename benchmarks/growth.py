@@ -114,11 +114,6 @@ def points(section: str) -> list[Point]:
     raise ValueError(f"{section!r} is not a timed section")
 
 
-def _timing_args(timing: harness.Timing) -> tuple[str, ...]:
-    return ("--warmup", str(timing.warmup), "--rounds", str(timing.rounds),
-            "--round-s", str(timing.round_s))  # fmt: skip
-
-
 def run_timed(
     todo: list[Point], reps: int, quick: bool, timing: harness.Timing, timeout_s: float
 ) -> list[dict[str, Any]]:
@@ -142,7 +137,7 @@ def run_timed(
         for point in todo:
             first_only = point.section == "compile"
             extra = tuple(x for s in point.sets for x in ("--set", s))
-            extra += _timing_args(FIRST_STEP_TIMING if first_only else timing)
+            extra += (FIRST_STEP_TIMING if first_only else timing).args()
             for impl in order:
                 r = harness.run_process(impl, point.workload, quick=quick and not first_only,
                                         timeout_s=timeout_s, extra=extra)  # fmt: skip
@@ -247,9 +242,8 @@ def memory_row(impl: str, workload: str, cfg: dict[str, Any]) -> dict[str, int]:
     """
     from benchmarks import hlo
 
-    step, args = hlo.lower(impl, workload, cfg, abstract=True)
-    mem = step.lower(*args).compile().memory_analysis()
-    row = {f: int(getattr(mem, f.replace("_bytes", "_size_in_bytes"))) for f in MEMORY_FIELDS[:4]}
+    analysis = hlo.analyse(impl, workload, cfg, dump=None)
+    row = {f: int(analysis[f]) for f in MEMORY_FIELDS[:4]}
     row["peak_bytes"] = (
         row["argument_bytes"] + row["output_bytes"] - row["alias_bytes"] + row["temp_bytes"]
     )
@@ -356,12 +350,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if section not in SECTIONS:
             parser.error(f"unknown section {section!r}; choose from {', '.join(SECTIONS)}")
     args.reps = args.reps or (1 if args.quick else 3)
-    default = harness.Timing.quick() if args.quick else harness.Timing()
-    args.timing = harness.Timing(
-        warmup=default.warmup if args.warmup is None else args.warmup,
-        rounds=default.rounds if args.rounds is None else args.rounds,
-        round_s=default.round_s if args.round_s is None else args.round_s,
-    )
+    args.timing = harness.Timing.chosen(args.quick, args.warmup, args.rounds, args.round_s)
     return args
 
 

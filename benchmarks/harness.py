@@ -74,6 +74,24 @@ class Timing:
     def quick(cls) -> Timing:
         return cls(warmup=2, rounds=2, round_s=0.1)
 
+    @classmethod
+    def chosen(
+        cls, quick: bool, warmup: int | None, rounds: int | None, round_s: float | None
+    ) -> Timing:
+        """The default (or quick) timing with the command line's ``--warmup``,
+        ``--rounds`` and ``--round-s`` applied where given (None keeps the default)."""
+        base = cls.quick() if quick else cls()
+        return cls(
+            warmup=base.warmup if warmup is None else warmup,
+            rounds=base.rounds if rounds is None else rounds,
+            round_s=base.round_s if round_s is None else round_s,
+        )
+
+    def args(self) -> tuple[str, ...]:
+        """This timing as ``benchmarks.run_one``'s options."""
+        return ("--warmup", str(self.warmup), "--rounds", str(self.rounds),
+                "--round-s", str(self.round_s))  # fmt: skip
+
 
 def peak_rss_mib() -> float:
     """Peak resident set size of this process in MiB (Linux reports KiB)."""

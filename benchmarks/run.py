@@ -369,14 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     skipped = [f"{i} ({LIBRARY_OF[i]} not installed)" for i in requested if i not in impls]
     reps = args.reps or (1 if args.quick else 5)
     extra = tuple(x for s in args.set for x in ("--set", s))
-    timing = harness.Timing.quick() if args.quick else harness.Timing()
-    timing = harness.Timing(
-        warmup=timing.warmup if args.warmup is None else args.warmup,
-        rounds=timing.rounds if args.rounds is None else args.rounds,
-        round_s=timing.round_s if args.round_s is None else args.round_s,
-    )
-    timing_args = ("--warmup", str(timing.warmup), "--rounds", str(timing.rounds),
-                   "--round-s", str(timing.round_s))  # fmt: skip
+    timing = harness.Timing.chosen(args.quick, args.warmup, args.rounds, args.round_s)
+    timing_args = timing.args()
 
     load_before = os.getloadavg()
     verify: dict[str, Any] = {}

@@ -7,8 +7,8 @@ Prints one ``BENCH_RESULT {json}`` line (the parent, ``benchmarks.run``, parses 
 Implementations: ``raw`` (the hand-written JAX reference), ``funcnet`` (the default
 ``make_train_step``, with its non-finite guard), ``funcnet-noguard``
 (``on_nonfinite="ignore"``), ``funcnet-cpus`` (the same step data-parallel over the CPU's
-cores made devices by ``parallel.use_cpu_devices``; CPU only), and when installed ``linen``, ``nnx``, ``equinox``,
-``haiku``, ``torch``.
+cores made devices by ``parallel.use_cpu_devices``; CPU only), and when installed
+``linen``, ``nnx``, ``equinox``, ``haiku``, ``torch``.
 """
 
 from __future__ import annotations
@@ -196,12 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         harness.emit(result)
         sys.exit(0 if result["ok"] else 1)
 
-    timing = harness.Timing.quick() if args.quick else harness.Timing()
-    timing = harness.Timing(
-        warmup=timing.warmup if args.warmup is None else args.warmup,
-        rounds=timing.rounds if args.rounds is None else args.rounds,
-        round_s=timing.round_s if args.round_s is None else args.round_s,
-    )
+    timing = harness.Timing.chosen(args.quick, args.warmup, args.rounds, args.round_s)
     result: dict[str, Any] = {"impl": args.impl, "workload": args.workload, "config": cfg}
     t0 = time.perf_counter()
     try:
