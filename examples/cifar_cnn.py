@@ -68,10 +68,11 @@ def main() -> None:
     parser.add_argument("--cpu-cores", action="store_true", help="data-parallel over the cores")
     parser.add_argument("--smoke", action="store_true", help="a few steps on random data (CI)")
     args = parser.parse_args()
+    mesh = place = None  # one device, batches placed on it by the loader
     if args.cpu_cores:
         print(f"{parallel.use_cpu_devices()} CPU devices")  # before any JAX computation
-    mesh = parallel.make_mesh() if args.cpu_cores else None
-    place = parallel.batch_sharding(mesh) if mesh is not None else None
+        mesh = parallel.make_mesh()  # one "data" axis over every device
+        place = parallel.batch_sharding(mesh)  # each batch split along its rows
     if args.smoke:
         train_set, test_set = random_cifar(256, 0), random_cifar(128, 1)
     elif args.data_dir:
